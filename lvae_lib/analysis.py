@@ -1,0 +1,125 @@
+"""What the latent layers learned: active units, KL per unit and per layer, PCA (Figs. 4-6)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .model import LadderVAE
+
+
+@torch.no_grad()
+def _batched(model: LadderVAE, x: torch.Tensor, n_samples: int, batch_size: int, fn):
+    was = model.training
+    model.eval()
+    try:
+        return [fn(model(x[i : i + batch_size], n_samples=n_samples)) for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was)
+
+
+def unit_activity(model: LadderVAE, x: torch.Tensor, n_samples: int = 10, batch_size: int = 500) -> list[np.ndarray]:
+    """Burda et al.'s activity statistic A_u = Var_x( E_{q(u|x)}[u] ) for every unit, per layer.
+
+    E_q[u] depends on samples of the layers u is conditioned on (below it for the
+    VAE, above it for the LVAE), so it is estimated by Monte Carlo.  A plain
+    variance of such estimates would add the Monte Carlo noise to A_u and call
+    collapsed units active; instead the ``n_samples`` draws are split into two
+    independent halves and A_u is the covariance over x of the two half-means,
+    which is unbiased for Var_x(E_q[u|x]).
+    """
+    if n_samples < 2:
+        raise ValueError(f"unit_activity needs n_samples >= 2, got {n_samples}")
+    h = n_samples // 2
+
+    def halves(o):
+        return [(m[:h].mean(0), m[h : 2 * h].mean(0)) for m in o["mu_q"]]
+
+    parts = _batched(model, x, 2 * h, batch_size, halves)
+    out = []
+    for i in range(model.cfg.n_layers):
+        a = torch.cat([p[i][0] for p in parts]).double()
+        b = torch.cat([p[i][1] for p in parts]).double()
+        out.append(((a - a.mean(0)) * (b - b.mean(0))).sum(0).div(len(a) - 1).cpu().numpy())
+    return out
+
+
+def active_units(model: LadderVAE, x: torch.Tensor, threshold: float = 0.01, **kw) -> list[int]:
+    """Number of units per layer whose activity A_u exceeds ``threshold`` (Burda et al. use 0.01)."""
+    return [int((a > threshold).sum()) for a in unit_activity(model, x, **kw)]
+
+
+def unit_kl(model: LadderVAE, x: torch.Tensor, n_samples: int = 1, batch_size: int = 1000) -> list[np.ndarray]:
+    """Mean KL(q(z_{i,k}|.) || p(z_{i,k}|.)) of every unit k of every layer i over ``x`` (Fig. 4)."""
+    parts = _batched(model, x, n_samples, batch_size, lambda o: [k.sum((0, 1)) for k in o["kl_units"]])
+    n = len(x) * n_samples
+    return [(sum(p[i] for p in parts) / n).cpu().numpy() for i in range(model.cfg.n_layers)]
+
+
+def layer_kl(model: LadderVAE, x: torch.Tensor, **kw) -> np.ndarray:
+    """Mean KL[q_i | p_i] per layer, bottom to top (Fig. 5)."""
+    return np.array([u.sum() for u in unit_kl(model, x, **kw)])
+
+
+def latent_samples(model: LadderVAE, x: torch.Tensor, batch_size: int = 1000) -> list[np.ndarray]:
+    """One sample z_i ~ q(z_i|.) per image for every layer (inputs of the PCA plots, Fig. 6)."""
+    parts = _batched(model, x, 1, batch_size, lambda o: [z[0] for z in o["z"]])
+    return [torch.cat([p[i] for p in parts]).cpu().numpy() for i in range(model.cfg.n_layers)]
+
+
+def pca_2d(z: np.ndarray) -> np.ndarray:
+    """Project rows of ``z`` onto their first two principal components (fewer if z has fewer dims)."""
+    zc = z - z.mean(0)
+    _, _, vt = np.linalg.svd(zc, full_matrices=False)
+    proj = zc @ vt[:2].T
+    if proj.shape[1] < 2:
+        proj = np.concatenate([proj, np.zeros((len(proj), 2 - proj.shape[1]))], 1)
+    return proj.astype(np.float32)
+
+
+@torch.no_grad()
+def reconstructions(model: LadderVAE, x: torch.Tensor) -> np.ndarray:
+    """E[x|z_1] with z ~ q(z|x): the conditional reconstructions of Figs. 9-10."""
+    was = model.training
+    model.eval()
+    try:
+        r = model.infer(model.upward(x), 1)
+        return model.mean_x(r["z"][0]).cpu().numpy()
+    finally:
+        model.train(was)
+
+
+@torch.no_grad()
+def prior_samples(model: LadderVAE, n: int) -> np.ndarray:
+    was = model.training
+    model.eval()
+    try:
+        return model.sample(n).cpu().numpy()
+    finally:
+        model.train(was)
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: LadderVAE, x: torch.Tensor, batch_size: int = 256) -> None:
+    """Re-estimate every batch-norm layer's statistics over ``x`` (the authors' choice).
+
+    By default this package evaluates with the running averages that
+    ``BatchNorm1d`` keeps during training.  The authors instead recomputed the
+    statistics over the whole training set before evaluating; this does that,
+    with an exact (cumulative) average over the batches of ``x``.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    if not bns:
+        return
+    saved = [m.momentum for m in bns]
+    was = model.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for i in range(0, len(x), batch_size):
+            model(x[i : i + batch_size])
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.train(was)

@@ -1,0 +1,121 @@
+"""Command line: ``python -m lvae_lib {train,evaluate,figures} --help``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import PRESETS, TrainConfig, preset
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="LVAE+BN+WU", choices=sorted(PRESETS),
+                   help="model variant as named in the paper's figures (default: %(default)s)")
+    p.add_argument("--layers", type=int, default=5, help="number of stochastic layers, 1-5 (default: %(default)s)")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "omniglot", "omniglot28", "norb"],
+                   help="dataset (default: %(default)s); omniglot28 is the documented stand-in")
+    p.add_argument("--epochs", type=int, default=2000, help="training epochs (paper: 2000 MNIST/NORB, 1500 OMNIGLOT)")
+    p.add_argument("--warmup", type=int, default=200,
+                   help="warm-up epochs N_t for presets with WU (paper: 200); ignored for presets without WU")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=256, help="minibatch size (default: %(default)s)")
+    p.add_argument("--mc", type=int, default=1, help="Monte Carlo samples per example (fine-tuning: 10)")
+    p.add_argument("--iw", type=int, default=1, help="importance samples in the objective (fine-tuning: 10)")
+    p.add_argument("--eval-every", type=int, default=10, help="epochs between test L_1 / active-unit records")
+    p.add_argument("--train-subset", type=int, default=0, help="use only the first N training images (0: all)")
+    p.add_argument("--test-subset", type=int, default=0, help="use only the first N test images (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-share", action="store_true",
+                   help="LVAE: separate top-down MLPs for inference (the authors' released code); default shares them")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
+    p.add_argument("--data-dir", default=None, help="folder with the data files (else $LVAE_DATA_DIR, then the cache)")
+
+
+def cmd_train(a) -> int:
+    import pandas as pd
+    from safetensors.torch import save_file
+
+    from .data import train_data
+    from .train import train
+
+    mcfg, warm = preset(a.preset, a.layers, a.dataset, share_top_down=not a.no_share)
+    tcfg = TrainConfig(epochs=a.epochs, warmup_epochs=a.warmup if warm else 0, lr=a.lr, batch_size=a.batch_size,
+                       mc_samples=a.mc, iw_samples=a.iw, eval_every=a.eval_every, seed=a.seed,
+                       train_subset=a.train_subset, test_subset=a.test_subset)
+    run = Path(a.run_dir)
+    model, state = train(mcfg, tcfg, train_data(a.dataset, a.data_dir), run, device=a.device)
+    pd.DataFrame(state["history"]).to_csv(run / "metrics.csv", index=False)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, run / "model.safetensors")
+    (run / "config.json").write_text(json.dumps({"model": state["model_cfg"], "train": state["train_cfg"],
+                                                 "preset": a.preset, "dataset": a.dataset}, indent=1))
+    last = state["history"][-1]
+    print(f"done: epoch {last['epoch']}, train ELBO {last['train_elbo']:.2f}, test L_1 {last.get('test_elbo', float('nan')):.2f}"
+          f" -> {run}")
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    import torch
+    from safetensors.torch import load_file
+
+    from . import analysis
+    from .config import ModelConfig
+    from .data import train_data
+    from .model import LadderVAE
+    from .objectives import iw_bound
+
+    run = Path(a.run_dir)
+    if not (run / "config.json").exists():
+        print(f"error: {run} has no config.json; train a model there first", file=sys.stderr)
+        return 2
+    cfg = json.loads((run / "config.json").read_text())
+    model = LadderVAE(ModelConfig(**cfg["model"])).to(a.device)
+    model.load_state_dict(load_file(run / "model.safetensors"))
+    data = train_data(cfg["dataset"], a.data_dir)
+    x = data.x_test[: a.test_subset or None].to(a.device)
+    if a.recompute_bn:
+        analysis.recompute_batchnorm(model, torch.bernoulli(data.x_train.to(a.device)) if data.binarize else data.x_train.to(a.device))
+    lk = iw_bound(model, x, k=a.k, batch_size=a.batch_size)
+    res = {"k": a.k, "test_LK": float(lk.mean()), "n_test": len(x), "recompute_bn": a.recompute_bn,
+           "active_units": analysis.active_units(model, x[:2000])}
+    (run / f"eval_L{a.k}.json").write_text(json.dumps(res, indent=1))
+    print(json.dumps(res))
+    return 0
+
+
+def cmd_figures(a) -> int:
+    from .notebooks import execute_notebook
+
+    for nb in a.notebooks:
+        execute_notebook(nb, parameters=dict(p.split("=", 1) for p in a.param))
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lvae_lib",
+                                 description="Ladder VAE reproduction: train and evaluate models, regenerate figures.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("train", help="train one model (resumable: run again to continue)",
+                       description="Train one VAE/LVAE. Re-running with the same --run-dir resumes from its checkpoint.")
+    p.add_argument("run_dir", help="folder for checkpoint.pt, metrics.csv, model.safetensors, config.json")
+    _add_train_args(p)
+    p.set_defaults(fn=cmd_train)
+    p = sub.add_parser("evaluate", help="importance-weighted test log-likelihood L_K of a trained model",
+                       description="Evaluate L_K (eq. 6) on the test set of a run made by `train`.")
+    p.add_argument("run_dir")
+    p.add_argument("--k", type=int, default=5000, help="importance samples K (paper: 5000)")
+    p.add_argument("--batch-size", type=int, default=100, help="test images per chunk")
+    p.add_argument("--test-subset", type=int, default=0, help="only the first N test images (0: all)")
+    p.add_argument("--recompute-bn", action="store_true",
+                   help="re-estimate batch-norm statistics on the training set first (the authors' choice)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(fn=cmd_evaluate)
+    p = sub.add_parser("figures", help="re-execute notebooks in place with papermill and sync their .py pairs")
+    p.add_argument("notebooks", nargs="+", help="paths of .ipynb files")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a notebook parameter (string value), repeatable")
+    p.set_defaults(fn=cmd_figures)
+    a = ap.parse_args(argv)
+    return a.fn(a)

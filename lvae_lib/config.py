@@ -1,0 +1,156 @@
+"""One dataclass describes a model, one a training run; presets name the paper's variants.
+
+The presets follow the legends of the paper's figures:
+
+=============  =========  ==========  =======
+preset         inference  batch norm  warm-up
+=============  =========  ==========  =======
+VAE            bottom-up  no          no
+VAE+BN         bottom-up  yes         no
+VAE+BN+WU      bottom-up  yes         yes
+LVAE+BN+WU     ladder     yes         yes
+LVAE+WU        ladder     no          yes      (appendix, Fig. 7)
+=============  =========  ==========  =======
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+PAPER_LATENTS = (64, 32, 16, 8, 4)
+PAPER_HIDDEN = (512, 256, 128, 64, 32)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a (L)VAE.  Defaults are the paper's 5-layer MNIST model.
+
+    ``hidden_sizes[0]`` is the width of the two-layer MLPs between x and z_1
+    (or d_1); ``hidden_sizes[i]`` the width of those between z_i and z_{i+1}.
+    """
+
+    inference: str = "ladder"  # "ladder" (LVAE, eqs. 13-19) or "bottom_up" (VAE, eqs. 7-12)
+    n_layers: int = 5  # number of stochastic layers L, 1-5; shallower models drop top layers
+    latent_sizes: tuple[int, ...] = PAPER_LATENTS
+    hidden_sizes: tuple[int, ...] = PAPER_HIDDEN
+    x_dim: int = 784
+    likelihood: str = "bernoulli"  # "bernoulli" (MNIST, OMNIGLOT) or "gaussian" (NORB)
+    activation: str = "leaky_relu"  # "leaky_relu" (slope 0.1) or "tanh" (NORB)
+    batch_norm: bool = True
+    # LVAE only: the paper shares the top-down MLPs p(z_i|z_{i+1}) between the
+    # generative model and the inference path (Fig. 1b, "shared").  The
+    # authors' released code ran with ``ladder_share_params False``, which gives
+    # the inference path its own top-down MLPs of the same shape.
+    share_top_down: bool = True
+    min_var: float = 1e-6  # floor added to every Softplus variance, for numerical safety
+
+    def __post_init__(self):
+        if self.inference not in ("ladder", "bottom_up"):
+            raise ValueError(f"inference must be 'ladder' or 'bottom_up', got {self.inference!r}")
+        if self.likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
+        if self.activation not in ("leaky_relu", "tanh"):
+            raise ValueError(f"activation must be 'leaky_relu' or 'tanh', got {self.activation!r}")
+        if not 1 <= self.n_layers <= min(len(self.latent_sizes), len(self.hidden_sizes)):
+            raise ValueError(
+                f"n_layers={self.n_layers} needs 1 <= n_layers <= {min(len(self.latent_sizes), len(self.hidden_sizes))}"
+                f" (latent_sizes={self.latent_sizes}, hidden_sizes={self.hidden_sizes})"
+            )
+        object.__setattr__(self, "latent_sizes", tuple(self.latent_sizes))
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+
+    @property
+    def latents(self) -> tuple[int, ...]:
+        return self.latent_sizes[: self.n_layers]
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return self.hidden_sizes[: self.n_layers]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one model is trained and evaluated (nanoGPT style: one script, any budget)."""
+
+    epochs: int = 2000
+    warmup_epochs: int = 0  # N_t of eq. (20); 0 means beta = 1 from the start
+    lr: float = 1e-3
+    batch_size: int = 256
+    mc_samples: int = 1  # Monte Carlo samples of the ELBO per example
+    iw_samples: int = 1  # importance samples in the training objective (IW bound when > 1)
+    lr_decay: float = 1.0  # multiply lr by this ...
+    lr_decay_every: int = 0  # ... every this many epochs (0: never); fine-tuning uses 0.75 / 200
+    eval_every: int = 10  # test L_1 and active units every this many epochs (and at the last)
+    eval_k: int = 5000  # K of the final test L_K
+    kl_snapshot_epochs: tuple[int, ...] = ()  # epochs at which per-unit KL is stored (Fig. 4)
+    train_subset: int = 0  # use only the first N training images (0: all); for smoke runs
+    test_subset: int = 0  # likewise for the test set
+    seed: int = 0
+    checkpoint_every: int = 10  # epochs between checkpoints
+
+    def __post_init__(self):
+        object.__setattr__(self, "kl_snapshot_epochs", tuple(self.kl_snapshot_epochs))
+        for name in ("epochs", "batch_size", "mc_samples", "iw_samples", "eval_k", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"TrainConfig.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+
+    def beta(self, epoch: int) -> float:
+        """Warm-up weight of eq. (20) during (0-based) ``epoch``: linear 0 -> 1 over N_t epochs."""
+        if self.warmup_epochs <= 0:
+            return 1.0
+        return min(1.0, epoch / self.warmup_epochs)
+
+    def lr_at(self, epoch: int) -> float:
+        if self.lr_decay_every <= 0:
+            return self.lr
+        return self.lr * self.lr_decay ** (epoch // self.lr_decay_every)
+
+
+# name -> (ModelConfig overrides, uses warm-up)
+PRESETS: dict[str, tuple[dict, bool]] = {
+    "VAE": (dict(inference="bottom_up", batch_norm=False), False),
+    "VAE+BN": (dict(inference="bottom_up", batch_norm=True), False),
+    "VAE+BN+WU": (dict(inference="bottom_up", batch_norm=True), True),
+    "LVAE+BN+WU": (dict(inference="ladder", batch_norm=True), True),
+    "LVAE+WU": (dict(inference="ladder", batch_norm=False), True),
+}
+
+# per-dataset settings of Section 3
+DATASET_MODEL = {
+    "mnist": dict(x_dim=784, likelihood="bernoulli", activation="leaky_relu"),
+    "omniglot": dict(x_dim=784, likelihood="bernoulli", activation="leaky_relu"),
+    "omniglot28": dict(x_dim=784, likelihood="bernoulli", activation="leaky_relu"),
+    "norb": dict(x_dim=1024, likelihood="gaussian", activation="tanh"),
+}
+
+
+def preset(name: str, n_layers: int = 5, dataset: str = "mnist", **overrides) -> tuple[ModelConfig, bool]:
+    """Return ``(ModelConfig, uses_warmup)`` for a named paper variant.
+
+    >>> cfg, wu = preset("LVAE+BN+WU", n_layers=3)
+    >>> cfg.inference, cfg.latents, wu
+    ('ladder', (64, 32, 16), True)
+    """
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    if dataset not in DATASET_MODEL:
+        raise KeyError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASET_MODEL)}")
+    kw, warm = PRESETS[name]
+    cfg = ModelConfig(n_layers=n_layers, **{**DATASET_MODEL[dataset], **kw, **overrides})
+    return cfg, warm
+
+
+def to_dict(cfg) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def config_hash(*parts) -> str:
+    """A short stable hash of configs / dicts, used as a results-store key."""
+    blob = json.dumps([to_dict(p) if dataclasses.is_dataclass(p) else p for p in parts], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -1,0 +1,40 @@
+"""Executing the figure notebooks: papermill in place, volatile metadata stripped, jupytext pair synced."""
+from __future__ import annotations
+
+from pathlib import Path
+
+VOLATILE = ("papermill", "execution")
+
+
+def strip_volatile(nb) -> None:
+    """Remove run-specific metadata (timestamps, durations) so re-runs give small diffs."""
+    for key in VOLATILE:
+        nb.metadata.pop(key, None)
+    for cell in nb.cells:
+        for key in VOLATILE:
+            cell.metadata.pop(key, None)
+        if cell.metadata.get("tags") == []:
+            del cell.metadata["tags"]  # papermill adds empty tag lists
+        if cell.cell_type == "code":
+            for out in cell.get("outputs", []):
+                out.get("metadata", {}).pop("execution", None)
+
+
+def execute_notebook(path: str | Path, out: str | Path | None = None, parameters: dict | None = None,
+                     cwd: str | Path | None = None) -> Path:
+    """Run ``path`` with papermill (into ``out``, default: in place), strip metadata, sync the .py pair."""
+    import nbformat
+    import papermill as pm
+
+    path = Path(path)
+    out = Path(out) if out is not None else path
+    pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name="python3",
+                        cwd=str(cwd or path.parent), progress_bar=False)
+    nb = nbformat.read(out, as_version=4)
+    strip_volatile(nb)
+    nbformat.write(nb, out)
+    if out == path and path.with_suffix(".py").exists():
+        from jupytext.cli import jupytext as jupytext_cli
+
+        jupytext_cli(["--quiet", "--sync", str(path)])  # uses jupytext.toml's pairing and filters
+    return out

@@ -1,0 +1,186 @@
+"""Training loop: the same function serves a seconds-long CPU smoke run and a paper-length GPU run.
+
+* Data live on the device as one tensor; each epoch draws a fresh Bernoulli
+  binarization (dynamic binarization) and a fresh permutation, no DataLoader.
+* Warm-up (eq. 20): beta rises linearly 0 -> 1 over ``warmup_epochs``.
+* Checkpoints hold model, optimizer, RNG state and the metric history; a run
+  started again with the same configs resumes from its last checkpoint and
+  gives the same result on CPU as an uninterrupted run.
+* A non-finite loss stops the run with :class:`DivergenceError`, naming the
+  epoch and the layer; the last good checkpoint is kept.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import analysis
+from .config import ModelConfig, TrainConfig, to_dict
+from .model import LadderVAE
+from .objectives import iw_bound, training_loss
+
+
+class DivergenceError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainData:
+    """Tensors for one training run.
+
+    ``x_train`` is real-valued in [0, 1]; it is binarized afresh each epoch when
+    ``binarize`` is true.  ``x_test`` is ready for evaluation (for Bernoulli data:
+    binarized once with a fixed seed, see :func:`lvae_lib.data.fixed_binarization`).
+    """
+
+    x_train: torch.Tensor
+    x_test: torch.Tensor
+    binarize: bool = True
+    y_test: torch.Tensor | None = None
+    name: str = "synthetic"
+
+    def to(self, device) -> "TrainData":
+        return TrainData(self.x_train.to(device), self.x_test.to(device), self.binarize,
+                         None if self.y_test is None else self.y_test.to(device), self.name)
+
+
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam (lr 1e-3 in the paper); the fused kernel where this torch build has it."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state(device) -> dict:
+    s = {"cpu": torch.get_rng_state()}
+    if torch.device(device).type == "cuda":
+        s["cuda"] = torch.cuda.get_rng_state(device)
+    return s
+
+
+def _set_rng_state(s: dict, device) -> None:
+    torch.set_rng_state(s["cpu"])
+    if "cuda" in s and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(s["cuda"], device)
+
+
+def _diagnose(out: dict) -> str:
+    """Which part of the objective went non-finite."""
+    bad = []
+    if not torch.isfinite(out["log_px"]).all():
+        bad.append("log p(x|z_1) (the output layer)")
+    kl = out["kl"]
+    for i in range(kl.shape[-1]):
+        if not torch.isfinite(kl[..., i]).all():
+            bad.append(f"KL of latent layer {i + 1}")
+    return ", ".join(bad) or "the loss (all terms finite: check the learning rate)"
+
+
+def evaluate_epoch(model: LadderVAE, data: TrainData, au_images: int = 2000) -> dict:
+    """Test metrics recorded during training: L_1, KL per layer, active units per layer."""
+    x = data.x_test
+    rec = {"test_elbo": float(iw_bound(model, x, k=1, batch_size=1000, progress=False).mean())}
+    for i, v in enumerate(analysis.layer_kl(model, x)):
+        rec[f"kl_{i + 1}"] = float(v)
+    for i, v in enumerate(analysis.active_units(model, x[:au_images])):
+        rec[f"active_{i + 1}"] = v
+    return rec
+
+
+def train(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    data: TrainData,
+    run_dir: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> tuple[LadderVAE, dict]:
+    """Train a model; returns ``(model, state)`` with ``state['history']`` the per-epoch records
+    and ``state['kl_snapshots']`` {epoch: per-unit KL list} for Fig. 4.
+
+    ``run_dir`` holds ``checkpoint.pt``; when it already holds one for the same
+    configs, training resumes there.  ``stop_after`` ends the call after that
+    many epochs in total (to split a run across sessions; the next call resumes).
+    """
+    tc = train_cfg
+    ckpt_path = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
+    torch.manual_seed(tc.seed)
+    model = LadderVAE(model_cfg).to(device)
+    opt = make_optimizer(model, tc.lr)
+    x_train = data.x_train[: tc.train_subset or None].to(device)
+    data = TrainData(x_train, data.x_test[: tc.test_subset or None], data.binarize, None, data.name).to(device)
+    state = {"epoch": 0, "history": [], "kl_snapshots": {}, "model_cfg": to_dict(model_cfg),
+             "train_cfg": to_dict(tc)}
+    if ckpt_path is not None and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ck["model_cfg"] != state["model_cfg"] or ck["train_cfg"] != state["train_cfg"]:
+            raise ValueError(f"{ckpt_path} was written for other configs; use a new run_dir or delete it")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        _set_rng_state(ck["rng"], device)
+        state = {k: ck[k] for k in state}
+    if ckpt_path is not None:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():
+        if ckpt_path is not None:
+            _atomic_save({**state, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                          "rng": _rng_state(device)}, ckpt_path)
+
+    n = len(x_train)
+    last = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
+    bar = tqdm(range(state["epoch"], last), desc=f"{model_cfg.inference} L={model_cfg.n_layers}",
+               unit="epoch", disable=not progress, initial=state["epoch"], total=last)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        beta, lr = tc.beta(epoch), tc.lr_at(epoch)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        model.train()
+        xb_all = torch.bernoulli(x_train) if data.binarize else x_train
+        perm = torch.randperm(n, device=device)
+        elbo_sum = torch.zeros((), device=device)
+        loss_sum = torch.zeros((), device=device)
+        for s in range(0, n, tc.batch_size):
+            xb = xb_all[perm[s : s + tc.batch_size]]
+            if len(xb) < 2 and model_cfg.batch_norm:
+                continue  # batch norm needs two rows
+            loss, out = training_loss(model, xb, beta, tc.mc_samples, tc.iw_samples)
+            if not torch.isfinite(loss):
+                raise DivergenceError(
+                    f"non-finite loss at epoch {epoch + 1} (batch starting at {s}) in {_diagnose(out)}; "
+                    f"the last good checkpoint (epoch {state['epoch']}) is kept"
+                    + (f" at {ckpt_path}" if ckpt_path else "")
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            elbo_sum += out["elbo"].detach().sum() / out["elbo"].shape[0]
+            loss_sum += loss.detach() * len(xb)
+        rec = {"epoch": epoch + 1, "beta": beta, "lr": lr, "train_elbo": float(elbo_sum) / n,
+               "train_loss": float(loss_sum) / n}
+        if (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs:
+            rec.update(evaluate_epoch(model, data))
+        if epoch + 1 in tc.kl_snapshot_epochs:
+            state["kl_snapshots"][epoch + 1] = [u.tolist() for u in analysis.unit_kl(model, data.x_test)]
+        rec["seconds"] = time.perf_counter() - t0
+        state["history"].append(rec)
+        state["epoch"] = epoch + 1
+        bar.set_postfix(elbo=f"{rec['train_elbo']:.2f}", beta=f"{beta:.2f}")
+        if (epoch + 1) % tc.checkpoint_every == 0 or epoch + 1 == last:
+            save()
+    bar.close()
+    return model, state

@@ -1,0 +1,114 @@
+"""Open the built book in headless Chromium and check what a reader sees on every page.
+
+Needs ``make book`` first (``make test`` does it) and Debian's ``chromium``;
+skips with the reason when either is missing outside CI, fails under CI.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import urljoin, urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "book" / "_build" / "html"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SHOTS = ROOT / "screenshots"  # git-ignored
+pytestmark = pytest.mark.browser
+
+
+def _need(cond: bool, reason: str):
+    if not cond:
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (required under CI)")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def site():
+    _need(HTML.joinpath("index.html").exists(), f"no built book at {HTML}: run `make book`")
+    _need(CHROMIUM is not None, "Chromium is not installed (apt-get install chromium)")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    handler.log_message = lambda *a, **k: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/"
+    srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def _pages() -> list[str]:
+    return sorted(str(p.relative_to(HTML)) for p in HTML.rglob("*.html")
+                  if not p.relative_to(HTML).parts[0].startswith("_") and p.name not in ("search.html", "genindex.html"))
+
+
+def test_every_page(site, browser):
+    pages = _pages()
+    assert "index.html" in pages
+    SHOTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    failures = []
+    nav_links = None
+    for rel in pages:
+        page.goto(urljoin(site, rel), wait_until="networkidle")
+        # MathJax typesets asynchronously: wait for it where the page has math
+        has_math = page.evaluate("document.querySelectorAll('.math, div.math, span.math').length") > 0
+        if has_math:
+            page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20000)
+            page.evaluate("MathJax.startup.promise")
+            if page.evaluate("document.querySelectorAll('mjx-container').length") == 0:
+                failures.append(f"{rel}: math present but nothing typeset by MathJax")
+        text = page.inner_text("article") if page.query_selector("article") else page.inner_text("body")
+        for raw in ("$$", "\\[", "\\begin{", "\\frac"):
+            if raw in text:
+                failures.append(f"{rel}: raw TeX {raw!r} visible")
+        broken = page.evaluate(
+            "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+        failures += [f"{rel}: image did not load: {s}" for s in broken]
+        hrefs = page.evaluate("[...document.querySelectorAll('a[href]')].map(a => a.href)")
+        for h in hrefs:
+            u = urlparse(h)
+            if u.scheme.startswith("http") and u.netloc == urlparse(site).netloc:
+                target = HTML / u.path.lstrip("/")
+                if target.is_dir():
+                    target = target / "index.html"
+                if not target.exists():
+                    failures.append(f"{rel}: broken internal link {u.path}")
+        if rel == "index.html":
+            nav_links = page.evaluate(
+                "[...document.querySelectorAll('nav.bd-docs-nav a.reference.internal')].map(a => a.getAttribute('href'))")
+        page.screenshot(path=str(SHOTS / (rel.replace("/", "_") + ".png")), full_page=False)
+    assert not failures, "\n".join(failures)
+    # the navigation lists every chapter of the table of contents
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
+
+    def files(entries):
+        for e in entries:
+            if "file" in e:
+                yield e["file"]
+            yield from files(e.get("sections", []))
+            for part in e.get("chapters", []):
+                yield from files([part])
+
+    chapters = list(files(toc.get("chapters", []) + [c for p in toc.get("parts", []) for c in p["chapters"]]))
+    assert chapters
+    missing = [c for c in chapters if not any(h and h.split("#")[0].endswith(c + ".html") for h in nav_links or [])]
+    assert not missing, f"chapters missing from the navigation: {missing}"
