@@ -92,6 +92,16 @@ def cmd_figures(a) -> int:
     return 0
 
 
+def cmd_run(a) -> int:
+    from . import experiments as E
+
+    df = E.ensure(a.target, a.budget, a.device, a.results_dir, a.work_dir, progress=True, data_root=a.data_dir,
+                  seed=a.seed)
+    cols = ["dataset", "label", "train_L1", "test_L1", "test_LK", "train_seconds"]
+    print(df[cols].round(2).to_string(index=False) if len(df) else "no complete records")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lvae_lib",
                                  description="Ladder VAE reproduction: train and evaluate models, regenerate figures.")
@@ -112,6 +122,17 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(fn=cmd_evaluate)
+    p = sub.add_parser("run", help="train and evaluate every missing run of a figure/table (resumable)",
+                       description="Fill results/<budget>/ with the records a figure or table needs; complete "
+                                   "records are skipped, interrupted runs resume from their checkpoints in runs/.")
+    p.add_argument("target", help="fig2 ... fig9_10, table1, table2, or all")
+    p.add_argument("--budget", default="default", help="smoke | cpu | paper (default: the book's budget)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results-dir", default=None, help="default: the repository's results/")
+    p.add_argument("--work-dir", default=None, help="checkpoints; default: the repository's runs/")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(fn=cmd_run)
     p = sub.add_parser("figures", help="re-execute notebooks in place with papermill and sync their .py pairs")
     p.add_argument("notebooks", nargs="+", help="paths of .ipynb files")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",

@@ -42,3 +42,136 @@ def plot_merge(ratios=(0.25, 1.0, 4.0), mu_p=0.0, var_p=1.0, mu_hat=2.0):
     np.atleast_1d(axes)[0].legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- paper figures
+METRIC_TITLES = {"train_L1": r"a) $\mathcal{L}^{train}_1$", "test_L1": r"b) $\mathcal{L}^{test}_1$",
+                 "test_LK": r"c) $\mathcal{L}^{test}_{K}$"}
+
+
+def caption(df, extra: str = "") -> str:
+    """A caption-like line: which budget and data the plotted numbers come from."""
+    budgets = ", ".join(sorted(df["budget"].unique())) if len(df) else "none"
+    datasets = ", ".join(sorted(df["dataset_name"].unique())) if len(df) else "none"
+    return f"Ours: budget `{budgets}`, data {datasets}. {extra}".strip()
+
+
+def layers_figure(df, paper_axes=None, variants=None):
+    """Figs. 3, 7, 8: train L_1, test L_1 and test L_K against the number of stochastic layers."""
+    variants = variants or [v for v in VARIANTS if v in set(df["variant"])]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    k = int(df["K"].iloc[0]) if len(df) else 0
+    for ax, metric in zip(axes, ("train_L1", "test_L1", "test_LK")):
+        for v in variants:
+            d = df[(df["variant"] == v) & (df["finetune"] == "")].sort_values("layers")
+            ax.plot(d["layers"], d[metric], marker=MARKERS[v], color=COLORS[v], label=v)
+        ax.set_title(METRIC_TITLES[metric].replace("{K}", "{%d}" % k))
+        ax.set_xlabel("Number of layers")
+        ax.set_xticks(range(1, 6))
+    axes[0].set_ylabel("log-likelihood bound (nats)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
+
+
+def training_curves(curves: dict, paper_ylim=None):
+    """Fig. 2: train (full) and test (dashed) L_1 during training, one colour per variant.
+
+    ``curves`` maps variant -> metrics DataFrame (columns epoch, train_elbo, test_elbo).
+    """
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for v, m in curves.items():
+        ax.plot(m["epoch"], m["train_elbo"], color=COLORS[v], label=v)
+        t = m.dropna(subset=["test_elbo"])
+        ax.plot(t["epoch"], t["test_elbo"], color=COLORS[v], ls="--")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel(r"$\mathcal{L}_1$ (nats)")
+    lo = min(m["train_elbo"].iloc[len(m) // 10:].min() for m in curves.values())
+    hi = max(m["train_elbo"].max() for m in curves.values())
+    ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo))
+    ax.legend(fontsize=8, title="full: train, dashed: test", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def unit_kl_figure(snapshots: dict):
+    """Fig. 4: log KL(q|p) of every latent unit (columns, grouped by layer) at several epochs (rows).
+
+    ``snapshots`` maps variant -> {epoch: [per-unit KL array per layer]}.  Units are sorted within each
+    layer by their final KL; white is an inactive unit.
+    """
+    n = len(snapshots)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 1.1 + 0.9 * n), squeeze=False)
+    for ax, (v, snaps) in zip(axes[:, 0], snapshots.items()):
+        epochs = sorted(snaps)
+        final = snaps[epochs[-1]]
+        orders = [np.argsort(-np.asarray(u)) for u in final]
+        rows = [np.concatenate([np.asarray(snaps[e][i])[o] for i, o in enumerate(orders)]) for e in epochs]
+        img = np.log(np.maximum(np.array(rows), 1e-3))
+        im = ax.imshow(img, aspect="auto", cmap="Greys", vmin=np.log(1e-3), vmax=max(1.0, img.max()),
+                       interpolation="nearest")
+        edges = np.cumsum([len(u) for u in final])[:-1]
+        for e in edges:
+            ax.axvline(e - 0.5, color="#d62728", lw=0.8)
+        ax.set_yticks(range(len(epochs)), [str(e) for e in epochs], fontsize=7)
+        ax.set_ylabel("epoch", fontsize=8)
+        ax.set_title(v, fontsize=9, loc="left")
+        ax.set_xticks([])
+        ax.grid(False)
+    axes[-1, 0].set_xlabel("latent units, layer 1 (left) to layer 5 (right), sorted by final KL")
+    fig.colorbar(im, ax=axes[:, 0], label="log KL (nats)", shrink=0.8)
+    return fig
+
+
+def layer_kl_figure(df):
+    """Fig. 5: KL[q_i|p_i] per layer i, bars grouped by layer, one colour per variant."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    variants = [v for v in VARIANTS if v in set(df["variant"])]
+    w = 0.8 / max(1, len(variants))
+    for j, v in enumerate(variants):
+        kl = df[df["variant"] == v]["layer_kl"].iloc[0]
+        ax.bar(np.arange(1, len(kl) + 1) + (j - (len(variants) - 1) / 2) * w, kl, w, color=COLORS[v], label=v)
+    ax.set_xticks(range(1, 6), [f"i={i}" for i in range(1, 6)])
+    ax.set_ylabel(r"KL$[q_i|p_i]$ (nats)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def pca_figure(projections: dict, labels):
+    """Fig. 6: 2-D PCA of z_i ~ q(z_i|.) for every layer (columns) and variant (rows), coloured by class."""
+    n = len(projections)
+    fig, axes = plt.subplots(n, 5, figsize=(11, 2.2 * n), squeeze=False)
+    for r, (v, layers) in enumerate(projections.items()):
+        for c in range(5):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if c < len(layers):
+                p = np.asarray(layers[c], np.float32)
+                ax.scatter(p[:, 0], p[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6, rasterized=True)
+            if r == 0:
+                ax.set_title(f"layer {c + 1}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(v, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(rows: dict, shape=(28, 28), ncol=16):
+    """Figs. 9-10: one panel per entry (e.g. data, reconstructions, samples), images in a grid."""
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 2.4))
+    for ax, (title, imgs) in zip(np.atleast_1d(axes), rows.items()):
+        imgs = np.asarray(imgs)[: (len(imgs) // ncol) * ncol or len(imgs)]
+        nrow = int(np.ceil(len(imgs) / ncol))
+        canvas = np.ones((nrow * shape[0], ncol * shape[1]))
+        for i, im in enumerate(imgs):
+            rr, cc = divmod(i, ncol)
+            canvas[rr * shape[0]:(rr + 1) * shape[0], cc * shape[1]:(cc + 1) * shape[1]] = im.reshape(shape) / 255.0
+        ax.imshow(canvas, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

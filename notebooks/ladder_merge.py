@@ -1,4 +1,4 @@
-# %% [markdown] tags=[]
+# %% [markdown]
 # # The precision-weighted merge, drawn
 #
 # In the ladder inference model, every stochastic layer combines two Gaussians over $z_i$:
@@ -14,13 +14,13 @@
 ratios = [0.25, 1.0, 4.0]  # prior variance / bottom-up variance
 mu_hat = 2.0  # bottom-up mean (the prior is N(0, 1))
 
-# %% tags=[]
+# %%
 from lvae_lib import plots
 
 plots.style()
 fig = plots.plot_merge(ratios, mu_hat=mu_hat)
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # When the bottom-up estimate is vague (left), the posterior stays close to the prior; when it is
 # sharp (right), the data dominate. A unit whose upward pass carries no information therefore falls
 # back on the generative model's own prediction instead of on an unrelated standard normal.

@@ -1,0 +1,268 @@
+"""Budgets, the experiment registry, and the runner that fills the results store.
+
+A **budget** fixes the protocol in one place:
+
+* ``smoke``: seconds. 1,000 training and 500 test images, 2 epochs, K = 10. Proves the code path.
+* ``cpu``: what a 2-core machine does in hours. Full data, MNIST 200 epochs (OMNIGLOT 150), warm-up
+  20 epochs (10% of training, the paper's ratio), test L_1000.
+* ``paper``: the paper's protocol. MNIST and NORB 2000 epochs, OMNIGLOT 1500, warm-up 200, test L_5000;
+  fine-tuning 2000 more epochs with lr x 0.75 every 200 and 10 MC / 10 IW samples.
+
+The **registry** (:data:`FIGURES`) names the runs each figure or table needs; a run needed by
+several figures is one record, keyed by the hash of its full configuration.
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import TrainConfig, config_hash, preset, to_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RESULTS = ROOT / "results"
+DEFAULT_WORK = ROOT / "runs"  # checkpoints (git-ignored)
+DEFAULT_BUDGET = "smoke"  # the budget the notebooks show by default; switch to "cpu" once its records exist
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    epochs: dict  # dataset -> epochs
+    warmup_fraction: float  # N_t as a fraction of the epochs (paper: 200 / 2000)
+    eval_k: int
+    train_subset: int = 0
+    test_subset: int = 0
+    eval_every: int = 10
+    finetune_epochs: int = 0
+    finetune_decay_every: int = 0
+    kl_snapshots: tuple = ()  # fractions of training at which per-unit KL is stored (Fig. 4)
+    analysis_images: int = 2000  # test images for active units, PCA
+
+
+BUDGETS = {
+    "smoke": Budget("smoke", {"mnist": 2, "omniglot": 2, "omniglot28": 2, "norb": 2}, 0.5, eval_k=10,
+                    train_subset=1000, test_subset=500, eval_every=1, finetune_epochs=2, finetune_decay_every=1,
+                    kl_snapshots=(0.5, 1.0), analysis_images=500),
+    "cpu": Budget("cpu", {"mnist": 200, "omniglot": 150, "omniglot28": 150, "norb": 200}, 0.1, eval_k=1000,
+                  eval_every=10, finetune_epochs=100, finetune_decay_every=10, kl_snapshots=(0.05, 0.1, 0.25, 0.5, 1.0)),
+    "paper": Budget("paper", {"mnist": 2000, "omniglot": 1500, "omniglot28": 1500, "norb": 2000}, 0.1, eval_k=5000,
+                    eval_every=20, finetune_epochs=2000, finetune_decay_every=200,
+                    kl_snapshots=(0.05, 0.1, 0.25, 0.5, 1.0)),
+}
+
+
+def get_budget(name: str) -> Budget:
+    """A budget by name; ``"default"`` is :data:`DEFAULT_BUDGET`, what the committed notebooks show."""
+    if name == "default":
+        name = DEFAULT_BUDGET
+    if name not in BUDGETS:
+        raise KeyError(f"unknown budget {name!r}; choose one of {', '.join(BUDGETS)}")
+    return BUDGETS[name]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One trained model of the registry."""
+
+    dataset: str
+    variant: str  # a preset name, e.g. "LVAE+BN+WU"
+    layers: int
+    finetune: str = ""  # "" | "ft" (10 MC, 1 IW) | "ft-iw10" (10 MC, 10 IW): Table 1
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant}-L{self.layers}" + (f"-{self.finetune}" if self.finetune else "")
+
+    def configs(self, budget: Budget):
+        mcfg, warm = preset(self.variant, self.layers, self.dataset)
+        e = budget.epochs[self.dataset]
+        tc = TrainConfig(epochs=e, warmup_epochs=round(e * budget.warmup_fraction) if warm else 0,
+                         eval_every=budget.eval_every, eval_k=budget.eval_k, seed=self.seed,
+                         train_subset=budget.train_subset, test_subset=budget.test_subset,
+                         checkpoint_every=max(1, budget.eval_every),
+                         kl_snapshot_epochs=tuple(sorted({max(1, round(f * e)) for f in budget.kl_snapshots})))
+        return mcfg, tc
+
+    def finetune_config(self, budget: Budget) -> TrainConfig:
+        _, tc = self.configs(budget)
+        iw = 10 if self.finetune == "ft-iw10" else 1
+        return replace(tc, epochs=budget.finetune_epochs, warmup_epochs=0, mc_samples=10, iw_samples=iw,
+                       lr_decay=0.75, lr_decay_every=budget.finetune_decay_every, kl_snapshot_epochs=())
+
+    def base(self) -> "Run":
+        return replace(self, finetune="")
+
+    def key(self, budget: Budget) -> str:
+        mcfg, tc = self.configs(budget)
+        parts = [mcfg, tc, {"dataset": self.dataset, "eval_k": budget.eval_k}]
+        if self.finetune:
+            parts.append(self.finetune_config(budget))
+        return config_hash(*parts)
+
+
+VARIANTS4 = ("VAE", "VAE+BN", "VAE+BN+WU", "LVAE+BN+WU")
+
+
+def grid(dataset: str, variants=VARIANTS4) -> list[Run]:
+    """Depths 1-5 for every variant; the LVAE starts at 2 layers (with one layer it is the VAE)."""
+    return [Run(dataset, v, L) for v in variants for L in range(1, 6) if not (v.startswith("LVAE") and L == 1)]
+
+
+FIVE = [Run("mnist", v, 5) for v in VARIANTS4]
+FIGURES: dict[str, list[Run]] = {
+    "fig2": FIVE,
+    "fig3": grid("mnist"),
+    "fig4": FIVE,
+    "fig5": FIVE,
+    "fig6": FIVE,
+    "fig7": grid("mnist", VARIANTS4 + ("LVAE+WU",)),
+    "fig8": grid("omniglot28"),
+    "fig9_10": [Run("mnist", "LVAE+BN+WU", 5), Run("omniglot28", "LVAE+BN+WU", 5)],
+    "table1": [Run("mnist", "LVAE+BN+WU", 5), Run("mnist", "LVAE+BN+WU", 5, "ft"), Run("mnist", "LVAE+BN+WU", 5, "ft-iw10")],
+    "table2": grid("omniglot28") + grid("norb"),
+}
+
+
+def runs_for(target: str) -> list[Run]:
+    """The runs of a figure/table name, or of ``all`` (each run once)."""
+    if target == "all":
+        return list(dict.fromkeys(r for rs in FIGURES.values() for r in rs))
+    if target not in FIGURES:
+        raise KeyError(f"unknown figure {target!r}; choose one of {', '.join(FIGURES)} or 'all'")
+    return FIGURES[target]
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# ----------------------------------------------------------------------------- running one record
+def _derived(model, run: Run, budget: Budget, data) -> tuple[dict, dict]:
+    """Summary numbers and the small arrays the figures need, from a trained model."""
+    from . import analysis
+    from .data import fixed_binarization
+    from .objectives import iw_bound
+
+    x_test = data.x_test
+    x_train = data.x_train[:10_000]
+    x_train = fixed_binarization(x_train) if data.binarize else x_train
+    n_an = budget.analysis_images
+    summary = {
+        "train_L1": float(iw_bound(model, x_train, k=1, batch_size=1000, progress=False).mean()),
+        "test_L1": float(iw_bound(model, x_test, k=1, batch_size=1000, progress=False).mean()),
+        "test_LK": float(iw_bound(model, x_test, k=budget.eval_k, batch_size=100, progress=False).mean()),
+        "K": budget.eval_k,
+        "active_units": analysis.active_units(model, x_test[:n_an]),
+        "layer_kl": [float(v) for v in analysis.layer_kl(model, x_test)],
+    }
+    arrays = {f"unit_kl_l{i + 1}": u for i, u in enumerate(analysis.unit_kl(model, x_test))}
+    for i, z in enumerate(analysis.latent_samples(model, x_test[:n_an])):
+        arrays[f"pca_l{i + 1}"] = analysis.pca_2d(z).astype(np.float16)
+    if data.y_test is not None:
+        arrays["pca_labels"] = data.y_test[:n_an].cpu().numpy().astype(np.int16)
+    if run.layers == 5:
+        torch.manual_seed(0)
+        to_u8 = lambda a: (np.clip(a, 0, 1) * 255).round().astype(np.uint8)  # noqa: E731
+        arrays["samples"] = to_u8(analysis.prior_samples(model, 64))
+        arrays["data"] = to_u8(data.x_test[:32].cpu().numpy())
+        arrays["reconstructions"] = to_u8(analysis.reconstructions(model, x_test[:32]))
+    return summary, arrays
+
+
+def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_dir=DEFAULT_WORK, device="cpu",
+            progress=True, data_root=None, force=False) -> dict:
+    """Train and evaluate ``run`` unless its record is complete; returns the record."""
+    from . import results
+    from .data import DISPLAY_NAMES, train_data
+    from .train import train
+
+    b = get_budget(budget) if isinstance(budget, str) else budget
+    store = results.Store(results_dir, b.name)
+    key = run.key(b)
+    if not force and store.complete(run, key):
+        return store.load(run, key)
+    t0 = time.perf_counter()
+    data = train_data(run.dataset, data_root)
+    mcfg, tc = run.configs(b)
+    work = Path(work_dir) / b.name
+    model, state = train(mcfg, tc, data, work / run.base().key(b), device=device, progress=progress)
+    history = state["history"]
+    if run.finetune:
+        ft = run.finetune_config(b)
+        ft_dir = work / key
+        if not (ft_dir / "checkpoint.pt").exists():  # start fine-tuning from the trained base model
+            ft_dir.mkdir(parents=True, exist_ok=True)
+            ck = torch.load(work / run.base().key(b) / "checkpoint.pt", weights_only=False)
+            from .train import make_optimizer
+
+            opt = make_optimizer(model, ft.lr)
+            torch.save({"epoch": 0, "history": [], "kl_snapshots": {}, "model_cfg": to_dict(mcfg),
+                        "train_cfg": to_dict(ft), "model": ck["model"], "optimizer": opt.state_dict(),
+                        "rng": ck["rng"]}, ft_dir / "checkpoint.pt")
+        model, st2 = train(mcfg, ft, data, ft_dir, device=device, progress=progress)
+        history = history + [{**r, "epoch": r["epoch"] + tc.epochs, "phase": "finetune"} for r in st2["history"]]
+    sub = replace(data, x_train=data.x_train[: tc.train_subset or None], x_test=data.x_test[: tc.test_subset or None],
+                  y_test=None if data.y_test is None else data.y_test[: tc.test_subset or None])
+    sub = sub.to(device)
+    model.eval()
+    summary, arrays = _derived(model, run, b, sub)
+    for ep, units in state["kl_snapshots"].items():
+        for i, u in enumerate(units):
+            arrays[f"kl_snapshot_e{ep}_l{i + 1}"] = np.asarray(u, np.float32)
+    record = {
+        "run": {"dataset": run.dataset, "dataset_name": DISPLAY_NAMES[run.dataset], "variant": run.variant,
+                "layers": run.layers, "finetune": run.finetune, "seed": run.seed, "label": run.label},
+        "budget": b.name, "key": key, "model_cfg": to_dict(mcfg), "train_cfg": to_dict(tc),
+        "finetune_cfg": to_dict(run.finetune_config(b)) if run.finetune else None,
+        "summary": summary,
+        "provenance": {"wall_seconds": round(time.perf_counter() - t0, 1),
+                       "train_seconds": round(sum(r["seconds"] for r in history), 1),
+                       "device": str(device) if str(device) == "cpu" else torch.cuda.get_device_name(device),
+                       "torch": torch.__version__, "git_commit": git_commit(),
+                       "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")},
+    }
+    store.write(run, key, record, history, arrays)
+    return record
+
+
+def ensure(target: str, budget: str = "default", device: str = "cpu", results_dir=None, work_dir=None,
+           progress: bool = True, data_root=None, seed: int = 0):
+    """Make sure every record of ``target`` exists (training what is missing) and return them as a DataFrame.
+
+    ``results_dir`` / ``work_dir`` default to the repository's ``results/`` and ``runs/``.
+    Datasets whose files cannot be found or downloaded are skipped with a message.
+    """
+    from tqdm import tqdm
+
+    from . import results
+    from .data import DataError
+
+    b = get_budget(budget)
+    results_dir = results_dir or DEFAULT_RESULTS
+    work_dir = work_dir or DEFAULT_WORK
+    runs = [replace(r, seed=seed) for r in runs_for(target)]
+    store = results.Store(results_dir, b.name)
+    missing = [r for r in runs if not store.complete(r, r.key(b))]
+    unavailable: dict[str, str] = {}
+    for r in tqdm(missing, desc=f"{target}: training {len(missing)} missing run(s) [{budget}]", disable=not progress or not missing):
+        if r.dataset in unavailable:
+            continue
+        try:
+            run_one(r, b, results_dir, work_dir, device, progress=progress, data_root=data_root)
+        except DataError as e:  # e.g. NORB offline: report it, run the rest
+            unavailable[r.dataset] = str(e).splitlines()[0]
+    for ds, why in unavailable.items():
+        print(f"skipped every {ds} run: {why}")
+    df = store.table(runs, b)
+    df.attrs.update(results_dir=str(results_dir), budget=b.name, target=target, unavailable=unavailable)
+    return df

@@ -1,0 +1,30 @@
+# %% [markdown]
+# # Figure 4: KL of every latent unit during training
+#
+# **Paper's claim.** Without warm-up the set of active units barely changes during training; with
+# warm-up many units are active early and some are pruned later, ending with a more distributed
+# representation; batch norm helps the VAE use its higher layers; the LVAE activates the most units in
+# every layer. A unit with KL(q|p) near zero (white) carries no information: it is inactive.
+
+# %% tags=["parameters"]
+budget = "default"  # smoke, cpu or paper (default: lvae_lib.experiments.DEFAULT_BUDGET)
+device = "cpu"  # cuda for the paper budget
+seed = 0
+results_dir = ""  # empty: the results folder of the repository
+progress = False  # progress bars while training missing runs
+
+# %%
+from lvae_lib import experiments as E, plots, report
+
+plots.style()
+df = E.ensure("fig4", budget, device, results_dir, progress=progress, seed=seed)
+print(plots.caption(df, "5-layer models; KL per unit averaged over the test set."))
+
+# %%
+fig = plots.unit_kl_figure(report.snapshots(df))
+
+# %% [markdown]
+# Active units per layer at the end of training (Burda et al.'s criterion, $\mathrm{Var}_x \mathbb{E}_q[u] > 0.01$):
+
+# %%
+df.set_index("variant")["active_units"].apply(lambda a: "-".join(map(str, a))).to_frame("active units, layers 1-5")

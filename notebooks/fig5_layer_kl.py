@@ -1,0 +1,26 @@
+# %% [markdown]
+# # Figure 5: KL per layer
+#
+# **Paper's claim.** Splitting the KL term by layer shows where the "representation work" happens:
+# the VAEs put it in the lowest layers and hardly use the highest, while the LVAE spreads it over
+# more layers.
+
+# %% tags=["parameters"]
+budget = "default"  # smoke, cpu or paper (default: lvae_lib.experiments.DEFAULT_BUDGET)
+device = "cpu"  # cuda for the paper budget
+seed = 0
+results_dir = ""  # empty: the results folder of the repository
+progress = False  # progress bars while training missing runs
+
+# %%
+from lvae_lib import experiments as E, plots, report
+
+plots.style()
+df = E.ensure("fig5", budget, device, results_dir, progress=progress, seed=seed)
+print(plots.caption(df, "5-layer models; mean KL[q_i|p_i] over the test set."))
+
+# %%
+fig = plots.layer_kl_figure(df)
+
+# %%
+df.set_index("variant")["layer_kl"].apply(lambda a: [round(v, 2) for v in a]).to_frame("KL per layer 1-5 (nats)")

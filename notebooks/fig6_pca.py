@@ -1,0 +1,24 @@
+# %% [markdown]
+# # Figure 6: PCA of the latent layers
+#
+# **Paper's claim.** In the vanilla VAE the layers above the second have collapsed onto the prior;
+# batch norm and warm-up each activate one more layer; the LVAE uses all five, and its top layer
+# clusters by digit class.
+
+# %% tags=["parameters"]
+budget = "default"  # smoke, cpu or paper (default: lvae_lib.experiments.DEFAULT_BUDGET)
+device = "cpu"  # cuda for the paper budget
+seed = 0
+results_dir = ""  # empty: the results folder of the repository
+progress = False  # progress bars while training missing runs
+
+# %%
+from lvae_lib import experiments as E, plots, report
+
+plots.style()
+df = E.ensure("fig6", budget, device, results_dir, progress=progress, seed=seed)
+print(plots.caption(df, "One sample z_i ~ q(z_i|.) per test image, first two principal components, coloured by digit."))
+
+# %%
+proj, labels = report.projections(df)
+fig = plots.pca_figure(proj, labels)

@@ -1,0 +1,25 @@
+# %% [markdown]
+# # Figure 7 (appendix): Figure 3 with the LVAE without batch norm
+#
+# **Paper's claim.** The LVAE trained without batch norm (LVAE+WU) performs very poorly: batch norm
+# matters for the LVAE as much as for the VAE.
+
+# %% tags=["parameters"]
+budget = "default"  # smoke, cpu or paper (default: lvae_lib.experiments.DEFAULT_BUDGET)
+device = "cpu"  # cuda for the paper budget
+seed = 0
+results_dir = ""  # empty: the results folder of the repository
+progress = False  # progress bars while training missing runs
+
+# %%
+from lvae_lib import experiments as E, plots, report
+
+plots.style()
+df = E.ensure("fig7", budget, device, results_dir, progress=progress, seed=seed)
+print(plots.caption(df))
+
+# %%
+fig = plots.layers_figure(df)
+
+# %%
+report.layers_table(df, "test_L1")

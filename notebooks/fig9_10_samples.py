@@ -1,0 +1,26 @@
+# %% [markdown]
+# # Figures 9 and 10: data, reconstructions and samples
+#
+# The paper shows, for MNIST (Fig. 9) and OMNIGLOT (Fig. 10): a) true data, b) conditional
+# reconstructions $\mathbb{E}[x|z_1]$ with $z \sim q(z|x)$, c) samples from the prior, drawn
+# ancestrally from $z_5$ down. Ours come from the 5-layer LVAE+BN+WU.
+
+# %% tags=["parameters"]
+budget = "default"  # smoke, cpu or paper (default: lvae_lib.experiments.DEFAULT_BUDGET)
+device = "cpu"  # cuda for the paper budget
+seed = 0
+results_dir = ""  # empty: the results folder of the repository
+progress = False  # progress bars while training missing runs
+
+# %%
+from lvae_lib import experiments as E, plots, report
+
+plots.style()
+df = E.ensure("fig9_10", budget, device, results_dir, progress=progress, seed=seed)
+print(plots.caption(df))
+
+# %%
+for ds in df["dataset"]:
+    a = report.arrays(df[df["dataset"] == ds], "LVAE+BN+WU")
+    fig = plots.image_grid({"a) data": a["data"], "b) reconstructions": a["reconstructions"], "c) samples": a["samples"][:32]})
+    fig.suptitle(df[df["dataset"] == ds]["dataset_name"].iloc[0], y=1.02)
