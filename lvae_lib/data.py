@@ -150,8 +150,12 @@ def verify(path: Path, spec: FileSpec) -> str:
 
 def download(spec: FileSpec, dest: Path) -> Path:
     """Fetch ``spec`` into ``dest`` (a data root) with pooch, verifying the checksum."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="IProgress not found")  # pooch imports tqdm.auto
     import pooch
 
+    pooch.get_logger().setLevel("WARNING")  # no "Downloading ..." lines; errors are raised below
     target = dest / spec.path
     target.parent.mkdir(parents=True, exist_ok=True)
     errors = []

@@ -1,0 +1,67 @@
+"""Results store and registry: shared runs are one record, writes are atomic, names are checked."""
+import json
+
+import numpy as np
+import pytest
+
+from lvae_lib import experiments as E, paper
+from lvae_lib.results import Store
+
+
+def test_registry_covers_every_figure_and_shares_runs():
+    assert set(E.FIGURES) == {"fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9_10", "table1", "table2"}
+    assert len(E.FIGURES["fig3"]) == 19  # 4 variants x 5 depths, no 1-layer LVAE
+    b = E.get_budget("cpu")
+    keys3 = {r.key(b) for r in E.FIGURES["fig3"]}
+    assert {r.key(b) for r in E.FIGURES["fig5"]} <= keys3  # Fig. 5 reuses Fig. 3's 5-layer runs
+    assert len({r.key(b) for r in E.runs_for("all")}) == len(E.runs_for("all"))
+    ft = E.Run("mnist", "LVAE+BN+WU", 5, "ft")
+    assert ft.key(b) != ft.base().key(b) and ft.finetune_config(b).mc_samples == 10
+    assert E.Run("mnist", "LVAE+BN+WU", 5, "ft-iw10").finetune_config(b).iw_samples == 10
+    # warm-up: 10% of training where the variant uses it, none otherwise
+    assert E.Run("mnist", "VAE+BN+WU", 3).configs(b)[1].warmup_epochs == 20
+    assert E.Run("mnist", "VAE+BN", 3).configs(b)[1].warmup_epochs == 0
+    assert E.Run("mnist", "VAE", 3).configs(E.get_budget("paper"))[1].epochs == 2000
+    assert E.get_budget("default").name == E.DEFAULT_BUDGET
+    with pytest.raises(KeyError, match="unknown budget"):
+        E.get_budget("gpu")
+    with pytest.raises(KeyError, match="unknown figure"):
+        E.runs_for("fig1")
+
+
+def test_paper_numbers_are_the_papers():
+    assert dict((n, v) for n, v, _ in paper.TABLE1)["LVAE, 5-layer"] == -82.12
+    assert paper.TABLE2["OMNIGLOT"]["LVAE+BN+WU"][4] == -102.11 and paper.TABLE2["NORB"]["VAE"][0] == 2741
+
+
+def test_store_writes_atomically(tmp_path, monkeypatch):
+    st = Store(tmp_path, "smoke")
+    run = E.Run("mnist", "VAE", 1)
+    assert not st.complete(run, "k1")
+    # a write that fails half-way leaves no record that reads as complete
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", boom)
+    with pytest.raises(OSError):
+        st.write(run, "k1", {"summary": {}}, [{"epoch": 1}], {"a": np.zeros(2)})
+    assert not st.complete(run, "k1") and not list(tmp_path.rglob("record.json"))
+    monkeypatch.undo()
+    p = st.write(run, "k1", {"run": {}, "summary": {"x": 1}}, [{"epoch": 1, "train_elbo": -1.5}], {"a": np.arange(3)})
+    assert st.complete(run, "k1") and p.name == "VAE-L1-k1"
+    assert st.load(run, "k1")["summary"] == {"x": 1}
+    assert st.metrics(run, "k1")["train_elbo"].tolist() == [-1.5]
+    assert st.arrays(run, "k1")["a"].tolist() == [0, 1, 2]
+    assert not [q for q in p.parent.iterdir() if q.name.startswith(".")]  # no temporary folders left
+
+
+def test_committed_records_are_small_and_labelled():
+    root = E.DEFAULT_RESULTS
+    recs = list(root.rglob("record.json"))
+    assert recs, "no committed records under results/"
+    total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    assert total < 50e6
+    for r in recs:
+        rec = json.loads(r.read_text())
+        assert rec["budget"] == r.relative_to(root).parts[0] and rec["budget"] in E.BUDGETS
+        assert {"git_commit", "torch", "device", "wall_seconds"} <= rec["provenance"].keys()
