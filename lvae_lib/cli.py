@@ -102,6 +102,18 @@ def cmd_run(a) -> int:
     return 0
 
 
+def cmd_bench(a) -> int:
+    import torch
+
+    from .bench import run_benchmark
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    out = a.out or f"results/bench/{'cpu' if a.device == 'cpu' else 'gpu'}.csv"
+    run_benchmark(a.device, steps=a.steps, repeats=a.repeats, k=a.k, images=a.images, processes=a.processes, out=out)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lvae_lib",
                                  description="Ladder VAE reproduction: train and evaluate models, regenerate figures.")
@@ -138,5 +150,19 @@ def main(argv=None) -> int:
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="a notebook parameter (string value), repeatable")
     p.set_defaults(fn=cmd_figures)
+    p = sub.add_parser("bench", help="speed: library vs a plain reference training step, sgemm peak, L_K throughput",
+                       description="Times, in one run: the machine's fp32 matmul peak; a training step of the "
+                                   "5-layer VAE and LVAE (batch 256) in a plain reference loop and in the library; "
+                                   "L_K evaluation of the 5-layer LVAE. Prints ratios and writes a CSV.")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice, all cores)")
+    p.add_argument("--steps", type=int, default=40, help="training steps per timing (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="timings per implementation, median kept")
+    p.add_argument("--k", type=int, default=5000, help="importance samples of the L_K timing (default: %(default)s)")
+    p.add_argument("--images", type=int, default=20, help="test images of the L_K timing (default: %(default)s)")
+    p.add_argument("--processes", type=int, default=2,
+                   help="also time this many 1-thread training processes at once (0/1: skip; default: %(default)s)")
+    p.add_argument("--out", default=None, help="CSV path (default: results/bench/cpu.csv or gpu.csv)")
+    p.set_defaults(fn=cmd_bench)
     a = ap.parse_args(argv)
     return a.fn(a)

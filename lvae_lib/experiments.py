@@ -266,3 +266,26 @@ def ensure(target: str, budget: str = "default", device: str = "cpu", results_di
     df = store.table(runs, b)
     df.attrs.update(results_dir=str(results_dir), budget=b.name, target=target, unavailable=unavailable)
     return df
+
+
+def collect(target: str = "all", budgets=("paper", "cpu", "smoke"), results_dir=None, seed: int = 0):
+    """The complete records of ``target`` without training anything: for every run, the record of the
+    first budget in ``budgets`` that has one (the book shows ``paper`` records where they exist)."""
+    import pandas as pd
+
+    from . import results
+
+    results_dir = results_dir or DEFAULT_RESULTS
+    todo = [replace(r, seed=seed) for r in runs_for(target)]
+    frames = []
+    for name in budgets:
+        b = get_budget(name)
+        df = results.Store(results_dir, b.name).table(todo, b)
+        if len(df):
+            frames.append(df)
+            done = set(df["run_obj"])
+            todo = [r for r in todo if r not in done]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    df.attrs.update(results_dir=str(results_dir), budget="+".join(sorted(set(df["budget"]))) if len(df) else "none",
+                    target=target)
+    return df

@@ -1,6 +1,8 @@
 """Paper-vs-ours tables and the per-figure data the notebooks plot, read from the results store."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -8,23 +10,22 @@ from . import paper
 from .results import Store
 
 
-def _store(df):
-    return Store(df.attrs["results_dir"], df.attrs["budget"])
+def _store(df, row):
+    """The store holding ``row``'s record (rows of one table may come from different budgets)."""
+    return Store(df.attrs["results_dir"], row.budget if hasattr(row, "budget") else row["budget"])
 
 
 def curves(df, layers=5) -> dict:
     """variant -> per-epoch metrics of its ``layers``-layer model (Fig. 2)."""
-    st = _store(df)
     d = df[(df["layers"] == layers) & (df["finetune"] == "")]
-    return {r.variant: st.metrics(r.run_obj, r.key) for r in d.itertuples()}
+    return {r.variant: _store(df, r).metrics(r.run_obj, r.key) for r in d.itertuples()}
 
 
 def snapshots(df, layers=5) -> dict:
     """variant -> {epoch: [per-unit KL per layer]} (Fig. 4)."""
-    st = _store(df)
     out = {}
     for r in df[(df["layers"] == layers) & (df["finetune"] == "")].itertuples():
-        a = st.arrays(r.run_obj, r.key)
+        a = _store(df, r).arrays(r.run_obj, r.key)
         snaps = {}
         for k, v in a.items():
             if k.startswith("kl_snapshot_e"):
@@ -36,7 +37,7 @@ def snapshots(df, layers=5) -> dict:
 
 def arrays(df, variant, layers=5, finetune="") -> dict:
     r = df[(df["variant"] == variant) & (df["layers"] == layers) & (df["finetune"] == finetune)].iloc[0]
-    return _store(df).arrays(r["run_obj"], r["key"])
+    return _store(df, r).arrays(r["run_obj"], r["key"])
 
 
 def projections(df, layers=5) -> tuple[dict, np.ndarray]:
@@ -57,27 +58,30 @@ def layers_table(df, metric="test_LK") -> pd.DataFrame:
 
 def mnist_text_compare(df) -> pd.DataFrame:
     """The MNIST numbers the paper states in its text (Fig. 3) beside ours."""
-    d = df[df["finetune"] == ""]
+    d = df[(df["finetune"] == "") & (df["dataset"] == "mnist")]
     vae = d[d["variant"].str.startswith("VAE")]
     lvae5 = d[(d["variant"] == "LVAE+BN+WU") & (d["layers"] == 5)]
-    k = int(d["K"].iloc[0])
+    best = lambda t, m: t.loc[t[m].idxmax()] if len(t) else None  # noqa: E731
     ours = {
-        ("test L_1", "LVAE+BN+WU"): lvae5["test_L1"].max(),
-        ("test L_1", "best VAE (3 layers)"): vae["test_L1"].max(),
-        ("test L_5000", "LVAE+BN+WU"): lvae5["test_LK"].max(),
-        ("test L_5000", "best VAE"): vae["test_LK"].max(),
+        ("test L_1", "LVAE+BN+WU"): (best(lvae5, "test_L1"), "test_L1"),
+        ("test L_1", "best VAE (3 layers)"): (best(vae, "test_L1"), "test_L1"),
+        ("test L_5000", "LVAE+BN+WU"): (best(lvae5, "test_LK"), "test_LK"),
+        ("test L_5000", "best VAE"): (best(vae, "test_LK"), "test_LK"),
     }
     rows = []
     for p in paper.MNIST_TEXT:
+        r, m = ours[(p["metric"], p["variant"])]
         rows.append({"metric": p["metric"], "model": p["variant"], "paper": p["value"],
-                     "ours": round(float(ours[(p["metric"], p["variant"])]), 2),
-                     "ours: metric": p["metric"].replace("5000", str(k)), "budget": df.attrs["budget"]})
+                     "ours": None if r is None else round(float(r[m]), 2),
+                     "ours: model": "" if r is None else f"{r['variant']}, {r['layers']} layers",
+                     "ours: metric": "" if r is None else p["metric"].replace("5000", str(int(r["K"]))),
+                     "budget": "" if r is None else r["budget"]})
     return pd.DataFrame(rows)
 
 
 def table1_compare(df) -> pd.DataFrame:
     """Table 1: the paper's rows, with ours beside the three LVAE rows."""
-    d = df[(df["variant"] == "LVAE+BN+WU") & (df["layers"] == 5)]
+    d = df[(df["dataset"] == "mnist") & (df["variant"] == "LVAE+BN+WU") & (df["layers"] == 5)] if len(df) else df
     by_ft = {r.finetune: r for r in d.itertuples()}
     k = int(df["K"].iloc[0]) if len(df) else 0
     ours = {"LVAE, 5-layer": by_ft.get(""), "LVAE, 5-layer + finetuning": by_ft.get("ft"),
@@ -86,7 +90,7 @@ def table1_compare(df) -> pd.DataFrame:
     for name, value, src in paper.TABLE1:
         r = ours.get(name)
         rows.append({"model": name, "paper": value, f"ours (L_{k})": round(r.test_LK, 2) if r else None,
-                     "budget": df.attrs["budget"] if r else ""})
+                     "budget": r.budget if r else ""})
     return pd.DataFrame(rows)
 
 
@@ -103,5 +107,150 @@ def table2_compare(df) -> pd.DataFrame:
                 o = df[(df["dataset"] == ds) & (df["variant"] == v) & (df["layers"] == L) & (df["finetune"] == "")]
                 rows.append({"dataset (paper)": dname, "dataset (ours)": o["dataset_name"].iloc[0] if len(o) else "not run",
                              "variant": v, "layers": "-".join(["64", "32", "16", "8", "4"][:L]), "paper": pv,
-                             "ours": round(float(o["test_LK"].iloc[0]), 2) if len(o) else None})
+                             "ours": round(float(o["test_LK"].iloc[0]), 2) if len(o) else None,
+                             "ours: K": int(o["K"].iloc[0]) if len(o) else None,
+                             "budget": o["budget"].iloc[0] if len(o) else ""})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- the reproduction report
+def reproduction_table(df) -> pd.DataFrame:
+    """pythae-style: figure/table | dataset | metric | model | paper | ours | budget, for every number
+    the paper prints (its text on Fig. 3, Table 1, Table 2), from the records in ``df``."""
+    rows = []
+    for r in mnist_text_compare(df).itertuples():
+        rows.append({"figure/table": "Fig. 3 (text)", "dataset": "MNIST", "metric": r.metric, "model": r.model,
+                     "paper": r.paper, "ours": r.ours, "ours: metric": r._6 or r.metric, "budget": r.budget})
+    t1 = table1_compare(df)
+    ours_col = [c for c in t1.columns if c.startswith("ours")][0]
+    for r in t1[t1["model"].str.startswith("LVAE")].itertuples():
+        rows.append({"figure/table": "Table 1", "dataset": "MNIST", "metric": "test L_5000", "model": r.model,
+                     "paper": r.paper, "ours": getattr(r, "_3"), "ours: metric": ours_col[len("ours ("):-1] if r.budget else "",
+                     "budget": r.budget})
+    for r in table2_compare(df).itertuples():
+        if pd.isna(r.paper):
+            continue
+        rows.append({"figure/table": "Table 2", "dataset": f"{r._1} (ours: {r._2})", "metric": "test L_5000",
+                     "model": f"{r.variant}, {r.layers}", "paper": r.paper, "ours": r.ours,
+                     "ours: metric": f"L_{int(r._7)}" if pd.notna(r.ours) else "", "budget": r.budget})
+    out = pd.DataFrame(rows)
+    out["ours - paper"] = (out["ours"].astype(float) - out["paper"].astype(float)).round(2)
+    return out
+
+
+def _row(df, dataset, variant, layers, finetune=""):
+    d = df[(df["dataset"] == dataset) & (df["variant"] == variant) & (df["layers"] == layers) & (df["finetune"] == finetune)]
+    return d.iloc[0] if len(d) else None
+
+
+def _best_vae(df, dataset, layers, metric):
+    d = df[(df["dataset"] == dataset) & df["variant"].str.startswith("VAE") & (df["layers"] == layers) & (df["finetune"] == "")]
+    return d.loc[d[metric].idxmax()] if len(d) else None
+
+
+def _vs_best_vae(df, metric, dataset="mnist", depths=range(2, 6)):
+    parts, verdicts = [], []
+    for L in depths:
+        lv, va = _row(df, dataset, "LVAE+BN+WU", L), _best_vae(df, dataset, L, metric)
+        if lv is None or va is None:
+            continue
+        parts.append(f"L={L}: {lv[metric]:.2f} vs {va[metric]:.2f} ({va['variant']})")
+        verdicts.append(lv[metric] >= va[metric])
+    return "; ".join(parts), (all(verdicts) if verdicts else None), len(verdicts)
+
+
+def _pair(df, a, b, metric, layers=5, dataset="mnist", fa="", fb=""):
+    ra, rb = _row(df, dataset, a[0], layers, fa), _row(df, dataset, b[0], layers, fb)
+    if ra is None or rb is None:
+        return "", None
+    return f"{a[1]} {ra[metric]:.2f} vs {b[1]} {rb[metric]:.2f}", bool(ra[metric] >= rb[metric])
+
+
+def _claim_list(df):
+    """(figures, claim, evidence, holds) for each claim of the paper that the records can test."""
+    out = []
+    ev, ok, n = _vs_best_vae(df, "test_L1")
+    out.append((("fig3", "fig7"), "LVAE+BN+WU beats the best VAE of the same depth on test L_1 (MNIST, 2-5 layers)", ev, ok))
+    ev, ok, n = _vs_best_vae(df, "test_LK")
+    out.append((("fig3", "fig7"), "... and on test L_K, the estimate of log p(x)", ev, ok))
+    lv, va = _row(df, "mnist", "LVAE+BN+WU", 5), _row(df, "mnist", "VAE+BN+WU", 5)
+    if lv is not None and va is not None:
+        gl, gv = lv["test_LK"] - lv["test_L1"], va["test_LK"] - va["test_L1"]
+        out.append((("fig3",), "the LVAE's bound is tighter: L_K - L_1 smaller than VAE+BN+WU's (5 layers)",
+                    f"{gl:.2f} vs {gv:.2f} nats", bool(gl <= gv)))
+    ev, ok = _pair(df, ("VAE+BN", "VAE+BN"), ("VAE", "VAE"), "test_LK")
+    out.append((("fig2", "fig3"), "batch norm raises the test likelihood of the 5-layer VAE", ev, ok))
+    ev, ok = _pair(df, ("VAE+BN+WU", "VAE+BN+WU"), ("VAE+BN", "VAE+BN"), "test_LK")
+    out.append((("fig2", "fig3"), "warm-up raises it further", ev, ok))
+    l2, l5 = _row(df, "mnist", "LVAE+BN+WU", 2), _row(df, "mnist", "LVAE+BN+WU", 5)
+    if l2 is not None and l5 is not None:
+        out.append((("fig3",), "the LVAE improves with depth: 5 layers beat 2 (test L_K)",
+                    f"{l5['test_LK']:.2f} vs {l2['test_LK']:.2f}", bool(l5["test_LK"] >= l2["test_LK"])))
+    if lv is not None and va is not None:
+        a, b = list(lv["active_units"]), list(va["active_units"])
+        out.append((("fig4",), "the LVAE keeps active units in every layer (5 layers)", f"LVAE {a}", all(u > 0 for u in a)))
+        out.append((("fig4",), "... and more active units in total than VAE+BN+WU", f"{sum(a)} vs {sum(b)} ({b})",
+                    sum(a) > sum(b)))
+        ka, kb = np.asarray(lv["layer_kl"]), np.asarray(va["layer_kl"])
+        out.append((("fig5",), "the LVAE puts more KL (information) into layers 3-5 than VAE+BN+WU",
+                    f"{ka[2:].sum():.2f} vs {kb[2:].sum():.2f} nats", bool(ka[2:].sum() > kb[2:].sum())))
+    ev, ok, n = _vs_best_vae(df, "test_LK", "omniglot28")
+    out.append((("fig8", "table2"), "on OMNIGLOT the LVAE beats the best VAE of the same depth (test L_K)", ev, ok))
+    base, ft, ft10 = (_row(df, "mnist", "LVAE+BN+WU", 5, f) for f in ("", "ft", "ft-iw10"))
+    if base is not None and ft is not None:
+        out.append((("table1",), "fine-tuning (10 MC samples, annealed lr) improves L_K",
+                    f"{ft['test_LK']:.2f} vs {base['test_LK']:.2f}", bool(ft["test_LK"] >= base["test_LK"])))
+    if ft is not None and ft10 is not None:
+        out.append((("table1",), "training with 10 importance samples improves it further",
+                    f"{ft10['test_LK']:.2f} vs {ft['test_LK']:.2f}", bool(ft10["test_LK"] >= ft["test_LK"])))
+    return out
+
+
+def claims(df, figure: str | None = None) -> pd.DataFrame:
+    """The paper's claims that ``df``'s records test, each with our evidence and whether it holds.
+
+    ``figure`` (e.g. ``"fig3"``) keeps the claims of one figure. Budgets are shown, because a claim
+    that holds or fails at the ``smoke`` budget says nothing about the method.
+    """
+    rows = []
+    for figs, claim, evidence, ok in _claim_list(df):
+        if figure is not None and figure not in figs:
+            continue
+        verdict = "not run" if ok is None else ("holds" if ok else "does not hold")
+        rows.append({"figure": ", ".join(figs), "claim": claim, "ours": evidence or "-", "verdict": verdict})
+    out = pd.DataFrame(rows, columns=["figure", "claim", "ours", "verdict"])
+    out.attrs["budgets"] = sorted(set(df["budget"])) if len(df) else []
+    return out
+
+
+# ----------------------------------------------------------------------------- run times
+def bench_table(results_dir=None) -> pd.DataFrame:
+    """The rows written by ``python -m lvae_lib bench`` (``results/bench/*.csv``), one table."""
+    from .experiments import DEFAULT_RESULTS
+
+    files = sorted((Path(results_dir or DEFAULT_RESULTS) / "bench").glob("*.csv"))
+    if not files:
+        return pd.DataFrame()
+    cols = ["device", "threads", "what", "model", "impl", "ms_per_step", "epoch_s_60k", "images_per_s",
+            "mnist_test_minutes", "gflops", "pct_peak", "speedup_vs_reference", "date"]
+    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    return df[[c for c in cols if c in df.columns]].round(2)
+
+
+def run_times(df) -> pd.DataFrame:
+    """Measured training time of each record: budget, model, epochs, minutes, seconds per epoch, hardware."""
+    if not len(df):
+        return pd.DataFrame()
+    out = df.assign(model=df["variant"] + "-L" + df["layers"].astype(str) + df["finetune"].map(lambda f: f" {f}" if f else ""),
+                    minutes=(df["train_seconds"] / 60).round(1),
+                    s_per_epoch=(df["train_seconds"] / df["epochs"]).round(2))
+    return out[["budget", "dataset_name", "model", "epochs", "minutes", "s_per_epoch", "device", "threads"]]
+
+
+def budget_totals(df) -> pd.DataFrame:
+    """Total measured training hours per budget and dataset, and the number of records behind them."""
+    if not len(df):
+        return pd.DataFrame()
+    g = df.groupby(["budget", "dataset_name"]).agg(records=("key", "size"), hours=("train_seconds", "sum"))
+    g["hours"] = (g["hours"] / 3600).round(2)
+    return g.reset_index()

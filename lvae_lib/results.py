@@ -70,5 +70,7 @@ class Store:
                          "test_L1": s["test_L1"], "test_LK": s["test_LK"], "K": s["K"],
                          "active_units": s["active_units"], "layer_kl": s["layer_kl"],
                          "train_seconds": rec["provenance"]["train_seconds"], "device": rec["provenance"]["device"],
+                         "threads": rec["provenance"].get("threads"),
+                         "epochs": rec["train_cfg"]["epochs"] + ((rec.get("finetune_cfg") or {}).get("epochs") or 0),
                          "run_obj": r, "path": rec["path"]})
         return pd.DataFrame(rows)

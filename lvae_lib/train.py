@@ -57,6 +57,20 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=lr)
 
 
+def train_step(model: LadderVAE, opt: torch.optim.Optimizer, xb: torch.Tensor, beta: float = 1.0,
+               mc_samples: int = 1, iw_samples: int = 1) -> tuple[torch.Tensor, dict]:
+    """One optimisation step on the batch ``xb``; returns the (detached) loss and the model's dict.
+
+    This is the step :func:`train` runs and ``python -m lvae_lib bench`` times against
+    the plain :mod:`lvae_lib.reference` step.
+    """
+    loss, out = training_loss(model, xb, beta, mc_samples, iw_samples)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach(), out
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -158,16 +172,13 @@ def train(
             xb = xb_all[perm[s : s + tc.batch_size]]
             if len(xb) < 2 and model_cfg.batch_norm:
                 continue  # batch norm needs two rows
-            loss, out = training_loss(model, xb, beta, tc.mc_samples, tc.iw_samples)
-            if not torch.isfinite(loss):
+            loss, out = train_step(model, opt, xb, beta, tc.mc_samples, tc.iw_samples)
+            if not torch.isfinite(loss):  # the in-memory model is discarded, the checkpoint on disk is good
                 raise DivergenceError(
                     f"non-finite loss at epoch {epoch + 1} (batch starting at {s}) in {_diagnose(out)}; "
                     f"the last good checkpoint (epoch {state['epoch']}) is kept"
                     + (f" at {ckpt_path}" if ckpt_path else "")
                 )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
             elbo_sum += out["elbo"].detach().sum() / out["elbo"].shape[0]
             loss_sum += loss.detach() * len(xb)
         rec = {"epoch": epoch + 1, "beta": beta, "lr": lr, "train_elbo": float(elbo_sum) / n,

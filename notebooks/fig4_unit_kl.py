@@ -28,3 +28,12 @@ fig = plots.unit_kl_figure(report.snapshots(df))
 
 # %%
 df.set_index("variant")["active_units"].apply(lambda a: "-".join(map(str, a))).to_frame("active units, layers 1-5")
+
+# %% [markdown]
+# ## What our run shows
+#
+# The claims of this figure, tested on the records above ("holds" or "does not hold" is computed from
+# the numbers; at the `smoke` budget a verdict says nothing about the method):
+
+# %%
+report.claims(df, "fig4")

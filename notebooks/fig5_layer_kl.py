@@ -24,3 +24,12 @@ fig = plots.layer_kl_figure(df)
 
 # %%
 df.set_index("variant")["layer_kl"].apply(lambda a: [round(v, 2) for v in a]).to_frame("KL per layer 1-5 (nats)")
+
+# %% [markdown]
+# ## What our run shows
+#
+# The claims of this figure, tested on the records above ("holds" or "does not hold" is computed from
+# the numbers; at the `smoke` budget a verdict says nothing about the method):
+
+# %%
+report.claims(df, "fig5")

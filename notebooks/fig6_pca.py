@@ -22,3 +22,11 @@ print(plots.caption(df, "One sample z_i ~ q(z_i|.) per test image, first two pri
 # %%
 proj, labels = report.projections(df)
 fig = plots.pca_figure(proj, labels)
+
+# %% [markdown]
+# ## What to look for
+#
+# In the paper, the VAE's projections of the upper layers are shapeless blobs (collapsed units carry
+# no information about the digit), while the LVAE's show class structure up to higher layers. The
+# number of active units per layer in {doc}`fig4_unit_kl` is the quantitative side of the same
+# statement; at a reduced budget, compare the two figures.

@@ -26,3 +26,12 @@ fig = plots.layers_figure(df)
 
 # %%
 report.layers_table(df, "test_LK")
+
+# %% [markdown]
+# ## What our run shows
+#
+# The claims of this figure, tested on the records above ("holds" or "does not hold" is computed from
+# the numbers; at the `smoke` budget a verdict says nothing about the method):
+
+# %%
+report.claims(df, "fig8")

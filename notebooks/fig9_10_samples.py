@@ -24,3 +24,10 @@ for ds in df["dataset"]:
     a = report.arrays(df[df["dataset"] == ds], "LVAE+BN+WU")
     fig = plots.image_grid({"a) data": a["data"], "b) reconstructions": a["reconstructions"], "c) samples": a["samples"][:32]})
     fig.suptitle(df[df["dataset"] == ds]["dataset_name"].iloc[0], y=1.02)
+
+# %% [markdown]
+# ## What to look for
+#
+# Reconstructions should keep the digit's identity and style; samples, drawn ancestrally from
+# $p(z_5)$ down to $p(x|z_1)$ and shown as Bernoulli means, should look like digits (or characters)
+# rather than blurred averages. Samples are a qualitative check only: the paper does not measure them.

@@ -23,3 +23,12 @@ print(plots.caption(df))
 
 # %%
 report.table2_compare(df)
+
+# %% [markdown]
+# ## What our run shows
+#
+# The claims of this table, tested on the records above ("holds" or "does not hold" is computed from
+# the numbers; at the `smoke` budget a verdict says nothing about the method):
+
+# %%
+report.claims(df, "table2")

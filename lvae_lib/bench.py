@@ -1,0 +1,187 @@
+"""Speed benchmark: ``python -m lvae_lib bench``.
+
+Measured side by side in one process, on random data of MNIST's shape (speed does not
+depend on the pixel values):
+
+* **peak**: the machine's fp32 matmul rate (a large square sgemm), the yardstick;
+* **training step** of the 5-layer VAE and LVAE (batch 256): the plain
+  :mod:`lvae_lib.reference` loop (DataLoader, ``torch.distributions``, default Adam)
+  against the library's :func:`lvae_lib.train.train_step` (on-device data, fused Adam);
+  with the matmul FLOPs of a step counted by :class:`torch.utils.flop_counter.FlopCounterMode`;
+* **L_K evaluation** (:func:`lvae_lib.objectives.iw_bound`) of the 5-layer LVAE: images/s at
+  K = 5000 and the projected time for the 10,000 MNIST test images;
+* optionally (``--processes 2``) the throughput of several one-thread training processes at
+  once, the way ``run --jobs`` spreads a sweep over the cores.
+
+Every row is written to a CSV (default ``results/bench/<device>.csv``) that the book reads.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import preset
+from .model import LadderVAE
+from .objectives import iw_bound
+from .reference import ReferenceVAE, reference_epoch, reference_loader
+from .train import make_optimizer, train_step
+
+BATCH = 256
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device, repeats: int = 1) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def sgemm_peak(device="cpu", n: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 matmul rate in GFLOP/s over ``repeats`` runs of an n x n x n product."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b  # warm-up
+    reps = 8 if torch.device(device).type == "cpu" else 50
+    best = min(_timed(lambda: [a @ b for _ in range(reps)], device) for _ in range(repeats))
+    return 2 * n**3 * reps / best / 1e9
+
+
+def step_flops(model: LadderVAE, x: torch.Tensor) -> int:
+    """Matmul FLOPs of one forward + backward of the training loss on ``x``."""
+    from .objectives import training_loss
+
+    with FlopCounterMode(display=False) as fc:
+        loss, _ = training_loss(model, x)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return fc.get_total_flops()
+
+
+def time_training(variant: str, steps: int, device="cpu", repeats: int = 3, seed: int = 0) -> dict:
+    """Seconds per step of the reference loop and of the library's step for a 5-layer ``variant``."""
+    torch.manual_seed(seed)
+    cfg, _ = preset(variant, 5)
+    x = torch.rand(steps * BATCH, cfg.x_dim)
+    lib = LadderVAE(cfg).to(device)
+    ref = ReferenceVAE(cfg).to(device)
+    ref.load_state_dict(lib.state_dict())
+    flops = step_flops(lib, torch.bernoulli(x[:BATCH]).to(device))
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-3)
+    loader = reference_loader(x.to(device), BATCH)
+    lib_opt = make_optimizer(lib, 1e-3)
+    x_dev = x.to(device)
+
+    def library_epoch():
+        lib.train()
+        xb_all = torch.bernoulli(x_dev)
+        perm = torch.randperm(len(x_dev), device=device)
+        for s in range(0, len(x_dev), BATCH):
+            train_step(lib, lib_opt, xb_all[perm[s : s + BATCH]])
+
+    reference_epoch(ref, ref_opt, loader, max_steps=3)  # warm-up
+    library_epoch()
+    t_ref, t_lib = [], []
+    for _ in range(repeats):  # interleaved, so that drifts in machine speed hit both alike
+        t_ref.append(_timed(lambda: reference_epoch(ref, ref_opt, loader), device) / steps)
+        t_lib.append(_timed(library_epoch, device) / steps)
+    return {"flops": flops, "reference_s": statistics.median(t_ref), "library_s": statistics.median(t_lib)}
+
+
+def _worker(args):
+    variant, steps, threads = args
+    torch.set_num_threads(threads)
+    return time_training(variant, steps, repeats=1)["library_s"]
+
+
+def time_concurrent(variant: str, steps: int, processes: int) -> float:
+    """Aggregate training steps per second of ``processes`` one-thread processes running at once."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(processes) as pool:  # each process times its own steps, all running at the same time
+        per_step = pool.map(_worker, [(variant, steps, 1)] * processes)
+    return sum(1 / s for s in per_step)
+
+
+def time_iw_bound(k: int, images: int, device="cpu", seed: int = 0, **kw) -> dict:
+    """Images/s of L_K for the 5-layer LVAE, and the matmul FLOPs per (image, sample)."""
+    torch.manual_seed(seed)
+    cfg, _ = preset("LVAE+BN+WU", 5)
+    model = LadderVAE(cfg).to(device).eval()
+    x = torch.bernoulli(torch.rand(images, cfg.x_dim)).to(device)
+    iw_bound(model, x[:2], k=min(k, 200), progress=False, **kw)  # warm-up
+
+    def flops(kk):
+        with FlopCounterMode(display=False) as fc:
+            iw_bound(model, x[:2], k=kk, progress=False, **kw)
+        return fc.get_total_flops()
+
+    f1, f2 = flops(10), flops(110)
+    per_sample = (f2 - f1) / (2 * 100)
+    per_image_up = (f1 - 2 * 10 * per_sample) / 2
+    secs = _timed(lambda: iw_bound(model, x, k=k, progress=False, **kw), device)
+    return {"images_per_s": images / secs, "flops": images * (k * per_sample + per_image_up), "seconds": secs}
+
+
+def device_name(device) -> str:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def run_benchmark(device="cpu", steps: int = 40, repeats: int = 3, k: int = 5000, images: int = 20,
+                  processes: int = 0, out: str | Path | None = None, variants=("VAE+BN+WU", "LVAE+BN+WU")):
+    """Run every measurement, print a table and write it as CSV; returns the DataFrame."""
+    threads = torch.get_num_threads()
+    peak = sgemm_peak(device)
+    rows = [{"what": "sgemm peak", "model": "", "impl": "matmul 2048^3", "gflops": peak, "pct_peak": 100.0}]
+    print(f"sgemm peak: {peak:.1f} GFLOP/s on {device_name(device)}, {threads} thread(s)", flush=True)
+    for v in variants:
+        r = time_training(v, steps, device, repeats)
+        for impl, s in (("reference", r["reference_s"]), ("library", r["library_s"])):
+            g = r["flops"] / s / 1e9
+            rows.append({"what": "train step", "model": v, "impl": impl, "ms_per_step": 1e3 * s,
+                         "epoch_s_60k": s * 60000 / BATCH, "gflops": g, "pct_peak": 100 * g / peak,
+                         "speedup_vs_reference": r["reference_s"] / s})
+            print(f"{v:11s} {impl:9s} {1e3 * s:7.1f} ms/step  {g:6.1f} GFLOP/s  {100 * g / peak:5.1f}% of peak"
+                  f"  x{r['reference_s'] / s:.2f} vs reference", flush=True)
+        if processes > 1:
+            rate = time_concurrent(v, steps, processes)
+            g = r["flops"] * rate / 1e9
+            rows.append({"what": "train step", "model": v, "impl": f"library, {processes} x 1-thread processes",
+                         "ms_per_step": 1e3 / rate, "epoch_s_60k": 60000 / BATCH / rate, "gflops": g,
+                         "pct_peak": 100 * g / peak, "speedup_vs_reference": r["reference_s"] * rate})
+            print(f"{v:11s} {processes} procs  {1e3 / rate:7.1f} ms/step (aggregate)  {g:6.1f} GFLOP/s  "
+                  f"{100 * g / peak:5.1f}% of peak", flush=True)
+    e = time_iw_bound(k, images, device)
+    g = e["flops"] / e["seconds"] / 1e9
+    rows.append({"what": f"L_{k}", "model": "LVAE+BN+WU", "impl": "library", "images_per_s": e["images_per_s"],
+                 "mnist_test_minutes": 10000 / e["images_per_s"] / 60, "gflops": g, "pct_peak": 100 * g / peak})
+    print(f"L_{k}: {e['images_per_s']:.2f} images/s -> {10000 / e['images_per_s'] / 60:.1f} min for the 10k MNIST "
+          f"test images; {g:.1f} GFLOP/s, {100 * g / peak:.1f}% of peak", flush=True)
+    df = pd.DataFrame(rows)
+    df.insert(0, "device", device_name(device))
+    df.insert(1, "threads", threads)
+    df["torch"] = torch.__version__
+    df["date"] = time.strftime("%Y-%m-%d")
+    if out:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out, index=False, float_format="%.4g")
+        print(f"wrote {out}")
+    return df

@@ -1,0 +1,76 @@
+# %% [markdown]
+# # How to reproduce
+#
+# ## The commands, per budget
+#
+# Everything runs from the repository root after `make install` (or `make book` / `make test`,
+# which install first). A *budget* (`lvae_lib/experiments.py`) fixes data size, epochs, warm-up and
+# the $K$ of the final $\mathcal{L}_K$ in one place:
+#
+# | budget | data | epochs (MNIST / OMNIGLOT) | warm-up | final bound | for |
+# | --- | --- | --- | --- | --- | --- |
+# | `smoke` | 1,000 train / 500 test images | 2 / 2 | 50% | $\mathcal{L}_{10}$ | proving the code path, in seconds |
+# | `cpu` | full | 200 / 150 | 10% | $\mathcal{L}_{1000}$ | a 2-core machine, hours per model |
+# | `paper` | full | 2000 / 1500 | 10% | $\mathcal{L}_{5000}$ | a GPU; the paper's protocol |
+#
+# ```bash
+# # every record a figure needs, trained if missing (resumable: run it again after an interruption)
+# .venv/bin/python -m lvae_lib run fig3 --budget cpu
+# .venv/bin/python -m lvae_lib run all --budget paper --device cuda
+# # then regenerate the notebook (or all of them) and the book
+# .venv/bin/papermill notebooks/fig3_layers.ipynb out.ipynb -p budget paper -p device cuda
+# make figures && make book
+# # one model by hand, and its L_5000
+# .venv/bin/python -m lvae_lib train runs/lvae5 --preset LVAE+BN+WU --layers 5 --epochs 2000
+# .venv/bin/python -m lvae_lib evaluate runs/lvae5 --k 5000
+# ```
+#
+# Records land in `results/<budget>/<dataset>/<model>-<hash>/` (`record.json` with configs, summary
+# numbers and provenance; `metrics.csv` per epoch; `arrays.npz` for the figures), checkpoints in
+# `runs/` (not committed). Data are looked up in `$LVAE_DATA_DIR`, then `~/.cache/lvae`, and
+# otherwise downloaded and checksum-verified.
+
+# %% tags=["parameters"]
+results_dir = ""  # empty: the results folder of the repository
+
+# %%
+from lvae_lib import experiments as E, report
+
+df = E.collect("all", ("paper", "cpu", "smoke"), results_dir or None)
+
+# %% [markdown]
+# ## Measured speed
+#
+# `python -m lvae_lib bench` (or `make bench`) times, in one run, the machine's fp32 matmul peak, a
+# training step of the 5-layer VAE and LVAE in a plain reference implementation
+# (`lvae_lib/reference.py`: `DataLoader`, `torch.distributions`, default Adam) and in the library,
+# and the throughput of $\mathcal{L}_{5000}$. Its CSV is committed under `results/bench/`:
+
+# %%
+report.bench_table(results_dir or None)
+
+# %% [markdown]
+# ## Measured training time of every committed record
+#
+# Hours per budget and dataset, then per record (`device` and `threads` are those of the run):
+
+# %%
+report.budget_totals(df)
+
+# %%
+report.run_times(df)
+
+# %% [markdown]
+# ## Adding an experiment
+#
+# 1. If it needs a new model variant, add a preset to `lvae_lib/config.py` (`PRESETS`: the
+#    `ModelConfig` overrides and whether it uses warm-up); `preset(name, layers, dataset)` builds it.
+# 2. Register the runs it needs in `lvae_lib/experiments.py`, e.g.
+#    `FIGURES["myfig"] = [Run("mnist", "LVAE+BN+WU", L) for L in (2, 5)]`. A run is keyed by the hash
+#    of its full configuration, so runs shared with other figures are trained once.
+# 3. Copy the parameters cell of any figure notebook into `notebooks/myfig.py`, call
+#    `E.ensure("myfig", budget, device, results_dir, progress=progress, seed=seed)`, and plot with
+#    `lvae_lib.plots`; pair it with `jupytext --sync notebooks/myfig.py`, execute it with
+#    `python -m lvae_lib figures notebooks/myfig.ipynb`, and add it to `book/_toc.yml`.
+# 4. `make test` checks that the pair is in sync, that it has a parameters cell and outputs, that it
+#    re-runs at the `smoke` budget from nothing, and that its page renders in a browser.
