@@ -20,11 +20,17 @@ $(STAMP):
 
 install: $(STAMP)  ## create .venv and install the pinned dependencies
 
+# Ray (the optional [ray] extra, for `run --backend ray`) only for the tests: the book never needs it
+$(VENV)/.ray-$(shell cat requirements/lock.txt | cksum | cut -d' ' -f1): $(STAMP)
+	$(PY) -m pip install -q -c requirements/lock.txt -e ".[ray]"
+	rm -f $(VENV)/.ray-* && touch $@
+RAY_STAMP = $(VENV)/.ray-$(shell cat requirements/lock.txt | cksum | cut -d' ' -f1)
+
 book: $(STAMP)  ## build the HTML book offline from the committed notebooks -> book/_build/html
 	$(VENV)/bin/jupyter-book build book --warningiserror --nitpick --keep-going --quiet
 	@echo "Open file://$(CURDIR)/book/_build/html/index.html"
 
-test: $(STAMP) book  ## unit tests, pytest --nbval over the notebooks, and the browser test of the built book
+test: $(STAMP) $(RAY_STAMP) book  ## unit tests, pytest --nbval over the notebooks, and the browser test of the built book
 	# pytest's exit code 5 (no tests collected) is a failure here, like any other non-zero code
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest --nbval -q
 

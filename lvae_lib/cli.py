@@ -94,12 +94,16 @@ def cmd_figures(a) -> int:
 
 def cmd_run(a) -> int:
     from . import experiments as E
+    from .sweep import sweep
 
-    df = E.ensure(a.target, a.budget, a.device, a.results_dir, a.work_dir, progress=True, data_root=a.data_dir,
-                  seed=a.seed)
+    rep = sweep(a.target, a.budget, jobs=a.jobs, backend=a.backend, address=a.address, device=a.device,
+                threads=a.threads, num_gpus=a.num_gpus, retries=a.retries, results_dir=a.results_dir,
+                work_dir=a.work_dir, data_root=a.data_dir, seed=a.seed)
+    print(rep)
+    df = E.collect(a.target, (E.get_budget(a.budget).name,), a.results_dir, seed=a.seed)
     cols = ["dataset", "label", "train_L1", "test_L1", "test_LK", "train_seconds"]
     print(df[cols].round(2).to_string(index=False) if len(df) else "no complete records")
-    return 0
+    return 1 if rep.failed else 0
 
 
 def cmd_bench(a) -> int:
@@ -144,6 +148,14 @@ def main(argv=None) -> int:
     p.add_argument("--results-dir", default=None, help="default: the repository's results/")
     p.add_argument("--work-dir", default=None, help="checkpoints; default: the repository's runs/")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine, each in its own process")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per run (default: cores / jobs; with Ray: 1, also the task's num_cpus)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help="local processes, or one Ray task per run (pip install '.[ray]')")
+    p.add_argument("--address", default=None, help="Ray cluster: auto, ray://host:10001, ... (default: start a local one)")
+    p.add_argument("--num-gpus", type=float, default=0.0, help="Ray: GPUs per task; 0.25 puts four runs on a card")
+    p.add_argument("--retries", type=int, default=1, help="attempts after a failure before a run is reported failed")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("figures", help="re-execute notebooks in place with papermill and sync their .py pairs")
     p.add_argument("notebooks", nargs="+", help="paths of .ipynb files")

@@ -6,7 +6,7 @@ import math
 import torch
 from tqdm import tqdm
 
-from .model import LadderVAE
+from .model import LadderVAE, fold_batchnorm
 
 
 def training_loss(model: LadderVAE, x: torch.Tensor, beta: float = 1.0, mc_samples: int = 1, iw_samples: int = 1):
@@ -37,30 +37,33 @@ def iw_bound(
     batch_size: int = 100,
     max_rows: int = 25_000,
     progress: bool = True,
+    fold_bn: bool = True,
 ) -> torch.Tensor:
     """Per-example importance-weighted bound L_K = E[log (1/K) sum_k w_k] (eq. 6).
 
     The upward (deterministic) pass runs once per image; the K samples are
     drawn in chunks of at most ``max_rows // batch_size`` and combined with a
     streaming log-sum-exp, so memory stays bounded for K = 5000.  Batch norm
-    is in evaluation mode (running statistics), see :func:`evaluate`.
+    is in evaluation mode (running statistics), folded into the linear layers
+    (``fold_bn``, see :func:`lvae_lib.model.fold_batchnorm`).
     With ``k = 1`` this is a one-sample estimate of the ELBO (the paper's L_1).
     """
     was_training = model.training
     model.eval()
+    net = fold_batchnorm(model) if fold_bn and model.cfg.batch_norm else model
     chunk = max(1, min(k, max_rows // max(1, min(batch_size, len(x)))))
     out = torch.empty(len(x), dtype=torch.float64)
     bar = tqdm(total=len(x), desc=f"L_{k}", unit="img", disable=not progress, leave=False)
     try:
         for start in range(0, len(x), batch_size):
             xb = x[start : start + batch_size]
-            up = model.upward(xb)
+            up = net.upward(xb)
             acc = torch.full((len(xb),), -math.inf, dtype=torch.float64, device=xb.device)
             done = 0
             while done < k:
                 n = min(chunk, k - done)
-                r = model.infer(up, n)
-                log_px = model.log_px(xb, r["z"][0])
+                r = net.infer(up, n)
+                log_px = net.log_px(xb, r["z"][0])
                 latent = torch.stack(r["log_p"]).sum(0) - torch.stack(r["log_q"]).sum(0)
                 log_w = (log_px + latent).view(n, len(xb)).double()
                 acc = torch.logaddexp(acc, torch.logsumexp(log_w, 0))

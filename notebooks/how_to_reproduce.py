@@ -61,6 +61,31 @@ report.budget_totals(df)
 report.run_times(df)
 
 # %% [markdown]
+# ## Several runs at once, and clusters
+#
+# `run` trains the missing records of a target; `--jobs N` runs N of them at a time on one machine,
+# each in its own process (on the 2-core CPU machine, two one-thread processes give about 1.4 times
+# the throughput of one two-thread run; on a GPU, several small models share the card). For the
+# `paper` budget on many GPUs, Ray spreads the runs over a cluster:
+#
+# ```bash
+# pip install -c requirements/lock.txt -e ".[ray]"     # on every node; Ray is an optional extra
+# ray start --head --port=6379                         # on the head node
+# ray start --address=<head-ip>:6379                   # on each worker node
+# python -m lvae_lib run all --budget paper --device cuda --backend ray --address auto --num-gpus 0.25
+# ```
+#
+# Each run becomes a Ray task requesting `--num-gpus` GPUs (0.25: four runs per card) and
+# `--threads` CPUs. It trains in the worker's temporary folder and returns its record, which the
+# driver writes into `results/` atomically, so the nodes share no filesystem; they need this package
+# and the data (`LVAE_DATA_DIR` or internet access). A task that fails is retried (`--retries`), then
+# reported by name while the rest go on; running the command again trains only what is still missing,
+# and Ctrl-C cancels the pending tasks without leaving half-written records. On **Slurm**, start the
+# head and the workers inside one allocation with `srun` (Ray's documentation, "Deploying on Slurm",
+# has a ready `sbatch` script) and run the command on the head node. On **Kubernetes**, deploy a
+# `RayCluster` with the KubeRay operator and pass `--address ray://<head-service>:10001`.
+
+# %% [markdown]
 # ## Adding an experiment
 #
 # 1. If it needs a new model variant, add a preset to `lvae_lib/config.py` (`PRESETS`: the

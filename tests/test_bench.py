@@ -106,3 +106,30 @@ def test_benchmark_writes_its_table(tmp_path):
     assert list(back["impl"]) == ["matmul 2048^3", "reference", "library", "library"]
     assert (back["gflops"] > 0).all() and (back["pct_peak"] > 0).all()
     assert df.loc[df.impl == "reference", "speedup_vs_reference"].item() == pytest.approx(1.0)
+
+
+def test_folded_batchnorm_gives_the_same_bound():
+    """L_K with batch norm folded into the linear layers equals L_K of the unfolded model (same noise)."""
+    from lvae_lib.model import fold_batchnorm
+    from lvae_lib.objectives import iw_bound
+
+    cfg = small("LVAE+BN+WU")
+    torch.manual_seed(0)
+    model = LadderVAE(cfg)
+    x = torch.bernoulli(torch.rand(512, 20))
+    model.train()
+    for _ in range(5):  # give the running statistics values far from their initial ones
+        model(x * 3 + 1)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in folded.modules())
+    assert model.training  # the original is untouched
+    xs = x[:40]
+    torch.manual_seed(1)
+    a = iw_bound(model, xs, k=50, progress=False, fold_bn=False)
+    torch.manual_seed(1)
+    b = iw_bound(model, xs, k=50, progress=False, fold_bn=True)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+    assert model.training
+    torch.manual_seed(2)
+    c = iw_bound(model, xs, k=50, progress=False)
+    assert (a - c).abs().max() > 1e-4  # guard: other noise does change the estimate

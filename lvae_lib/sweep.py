@@ -1,0 +1,236 @@
+"""Run the missing records of a figure's grid several at a time: local processes, or Ray tasks.
+
+``python -m lvae_lib run fig3 --budget cpu --jobs 2`` trains the missing runs two at a time in
+separate one-thread processes on this machine; ``--backend ray`` submits each as a Ray task instead.
+
+* Complete records are skipped, so a second invocation picks up only what is still missing.
+* Base runs go first; fine-tuning runs (Table 1), which start from their base model's checkpoint,
+  follow once their base is done.
+* Every run logs to ``<work_dir>/logs/<label>-<key>.log``; one progress bar counts runs.
+* A run that fails is retried ``retries`` times, then reported by name; the others go on.
+* Records are written atomically by this (the driver) process, from what a worker returns: Ray
+  workers need no shared filesystem. Ctrl-C cancels the pending runs and leaves no half-written
+  record (checkpoints of interrupted local runs stay in ``<work_dir>`` and resume next time).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import experiments as E
+from .results import Store
+
+
+@dataclass
+class SweepReport:
+    done: list[str] = field(default_factory=list)  # labels of the records written by this sweep
+    skipped: list[str] = field(default_factory=list)  # already complete
+    failed: dict[str, str] = field(default_factory=dict)  # label -> last error
+    seconds: float = 0.0
+
+    def __str__(self):
+        s = f"{len(self.done)} run(s) done, {len(self.skipped)} already complete, {len(self.failed)} failed in {self.seconds:.0f} s"
+        return s + "".join(f"\n  FAILED {k}: {v}" for k, v in self.failed.items())
+
+
+def _name(run: E.Run) -> str:
+    return f"{run.dataset}/{run.label}"
+
+
+def _fault(inject: dict | None, run: E.Run) -> None:
+    """Test hook: fail the first ``times`` attempts of the run labelled ``label`` (counted in files under ``dir``)."""
+    if not inject or inject["label"] != run.label:
+        return
+    d = Path(inject["dir"])
+    d.mkdir(parents=True, exist_ok=True)
+    n = len(list(d.glob(f"{run.label}.*")))
+    (d / f"{run.label}.{n}").touch()
+    if n < inject["times"]:
+        raise RuntimeError(f"injected fault (attempt {n + 1})")
+
+
+def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: str, work_dir: str,
+             data_root, inject: dict | None) -> dict:
+    """Train one run in this process (a pool worker or a Ray task) and return its record's files.
+
+    The record is written into ``results_dir`` (a private temporary folder) and read back as bytes,
+    so that only the driver writes into the real store.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        _fault(inject, run)
+        E.run_one(run, budget, results_dir, work_dir, device, progress=True, data_root=data_root)
+    path = Store(results_dir, budget).path(run, run.key(E.get_budget(budget)))
+    files = {p.name: p.read_bytes() for p in path.iterdir()}
+    return {"files": files, "log": log.getvalue()}
+
+
+def _store_files(store: Store, run: E.Run, key: str, files: dict) -> Path:
+    """Write a worker's record into the store atomically (record.json, the completeness marker, last)."""
+    final = store.path(run, key)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        for name, data in sorted(files.items(), key=lambda kv: kv[0] == "record.json"):
+            (tmp / name).write_bytes(data)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final
+
+
+def missing_runs(runs, budget: E.Budget, store: Store):
+    todo = [r for r in runs if not store.complete(r, r.key(budget))]
+    done = [r for r in runs if r not in todo]
+    return todo, done
+
+
+def sweep(target: str | list, budget: str = "default", jobs: int = 1, backend: str = "local", address: str | None = None,
+          device: str = "cpu", threads: int | None = None, num_gpus: float = 0.0, retries: int = 1,
+          results_dir=None, work_dir=None, data_root=None, seed: int = 0, progress: bool = True,
+          inject_fault: dict | None = None) -> SweepReport:
+    """Fill the store with every record of ``target`` (a figure name, ``all``, or a list of runs).
+
+    ``threads``: torch threads per run (default: the machine's cores divided by ``jobs``; 1 on Ray,
+    where it is also the task's ``num_cpus``). ``num_gpus``: the Ray resource request per task
+    (fractions let several small models share a card).
+    """
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    b = E.get_budget(budget)
+    results_dir = str(results_dir or E.DEFAULT_RESULTS)
+    work_dir = str(work_dir or E.DEFAULT_WORK)
+    runs = target if isinstance(target, list) else [replace(r, seed=seed) for r in E.runs_for(target)]
+    store = Store(results_dir, b.name)
+    todo, done = missing_runs(runs, b, store)
+    report = SweepReport(skipped=[_name(r) for r in done])
+    if threads is None:
+        threads = 1 if backend == "ray" else max(1, (os.cpu_count() or 1) // jobs)
+    log_dir = Path(work_dir) / "logs" / b.name
+    log_dir.mkdir(parents=True, exist_ok=True)
+    if backend == "local":  # a dataset that cannot be found or downloaded fails its runs at once, by name
+        from .data import DataError, train_data
+
+        for ds in sorted({r.dataset for r in todo}):
+            try:
+                train_data(ds, data_root)
+            except DataError as e:
+                why = str(e).splitlines()[0]
+                for r in [r for r in todo if r.dataset == ds]:
+                    report.failed[_name(r)] = f"data unavailable: {why}"
+                todo = [r for r in todo if r.dataset != ds]
+    waves = [[r for r in todo if not r.finetune], [r for r in todo if r.finetune]]
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(todo), desc=f"{target if isinstance(target, str) else 'runs'} [{b.name}]", unit="run",
+               disable=not progress or not todo)
+    runner = _run_ray if backend == "ray" else _run_local
+    try:
+        for wave in waves:
+            if wave:
+                runner(wave, b, store, report, bar, log_dir, jobs=jobs, device=device, threads=threads,
+                       num_gpus=num_gpus, retries=retries, address=address, work_dir=work_dir,
+                       data_root=data_root, inject=inject_fault)
+    finally:
+        bar.close()
+        report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _finish(run, key, result, store, report, bar, log_dir):
+    _store_files(store, run, key, result["files"])
+    (log_dir / f"{run.label}-{key}.log").write_text(result["log"])
+    report.done.append(_name(run))
+    bar.update(1)
+
+
+def _fail(run, key, err, report, bar, log_dir):
+    report.failed[_name(run)] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+    with open(log_dir / f"{run.label}-{key}.log", "a") as f:
+        f.write(f"\nFAILED: {err}\n")
+    bar.update(1)
+
+
+def _run_local(wave, b, store, report, bar, log_dir, *, jobs, device, threads, retries, work_dir, data_root,
+               inject, **_):
+    scratch = tempfile.mkdtemp(prefix="lvae-sweep-")
+    attempts = {r: 0 for r in wave}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        def submit(r):
+            attempts[r] += 1
+            return pool.submit(_execute, r, b.name, device, threads, scratch, work_dir, data_root, inject)
+
+        pending = {submit(r): r for r in wave}
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    r = pending.pop(fut)
+                    key = r.key(b)
+                    try:
+                        _finish(r, key, fut.result(), store, report, bar, log_dir)
+                    except Exception as e:  # noqa: BLE001 - reported by name, the sweep goes on
+                        if attempts[r] <= retries:
+                            pending[submit(r)] = r
+                        else:
+                            _fail(r, key, e, report, bar, log_dir)
+        except KeyboardInterrupt:
+            for fut in pending:
+                fut.cancel()
+            for p in list(getattr(pool, "_processes", {}).values()):
+                p.terminate()
+            raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_ray(wave, b, store, report, bar, log_dir, *, device, threads, num_gpus, retries, address, data_root,
+             inject, **_):
+    try:
+        import ray
+    except ImportError:
+        raise SystemExit('--backend ray needs Ray: pip install ".[ray]" (or: pip install ray)') from None
+    started = not ray.is_initialized()
+    if started:  # workers find the data where the driver does, or download it themselves
+        env = {k: os.environ[k] for k in ("LVAE_DATA_DIR", "LVAE_CACHE_DIR") if k in os.environ}
+        ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env} if env else None)
+    task = ray.remote(_ray_task).options(num_cpus=threads, num_gpus=num_gpus, max_retries=retries,
+                                         retry_exceptions=True)
+    refs = {task.remote(r, b.name, device, threads, data_root, inject): r for r in wave}
+    try:
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            r = refs[ready[0]]
+            key = r.key(b)
+            try:
+                _finish(r, key, ray.get(ready[0]), store, report, bar, log_dir)
+            except Exception as e:  # noqa: BLE001 - retries exhausted: report by name, go on
+                _fail(r, key, e, report, bar, log_dir)
+    except KeyboardInterrupt:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise
+
+
+def _ray_task(run, budget, device, threads, data_root, inject):
+    """On a Ray worker: train in private temporary folders (no shared filesystem needed)."""
+    with tempfile.TemporaryDirectory(prefix="lvae-ray-") as tmp:
+        return _execute(run, budget, device, threads, f"{tmp}/results", f"{tmp}/runs", data_root, inject)

@@ -1,0 +1,124 @@
+"""Sweeps: --jobs N local processes and the Ray backend write the same records as one job; faults are
+retried, then reported by name; a second invocation only runs what is missing."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lvae_lib import experiments as E
+from lvae_lib.sweep import sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = [E.Run("mnist", "VAE", 1), E.Run("mnist", "LVAE+BN+WU", 2), E.Run("mnist", "VAE+BN", 2)]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def data_dir():
+    if not os.environ.get("LVAE_DATA_DIR") and not (ROOT.parent / "shared" / "data").exists():
+        pytest.skip("needs MNIST: set LVAE_DATA_DIR")
+    os.environ.setdefault("LVAE_DATA_DIR", str((ROOT.parent / "shared" / "data").resolve()))
+
+
+def records(results: Path) -> dict:
+    """Everything in a record that does not depend on timing or the machine."""
+    out = {}
+    for rec in sorted(results.rglob("record.json")):
+        r = json.loads(rec.read_text())
+        m = pd.read_csv(rec.parent / "metrics.csv").drop(columns=["seconds"])
+        with np.load(rec.parent / "arrays.npz") as a:
+            arrays = {k: a[k] for k in a.files}
+        out[rec.parent.name] = (r["summary"], r["model_cfg"], r["train_cfg"], m, arrays)
+    return out
+
+
+def assert_same(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k][0] == b[k][0], f"{k}: summaries differ"
+        assert a[k][1:3] == b[k][1:3]
+        pd.testing.assert_frame_equal(a[k][3], b[k][3], check_exact=True)
+        for name in a[k][4]:
+            np.testing.assert_array_equal(a[k][4][name], b[k][4][name], err_msg=f"{k}/{name}")
+
+
+@pytest.fixture(scope="module")
+def one_job(tmp_path_factory):
+    d = tmp_path_factory.mktemp("jobs1")
+    rep = sweep(list(RUNS), "smoke", jobs=1, threads=1, results_dir=d / "results", work_dir=d / "runs", progress=False)
+    assert not rep.failed and len(rep.done) == 3
+    return d
+
+
+def test_two_jobs_write_the_same_records_as_one(one_job, tmp_path):
+    rep = sweep(list(RUNS), "smoke", jobs=2, threads=1, results_dir=tmp_path / "results", work_dir=tmp_path / "runs",
+                progress=False)
+    assert not rep.failed and sorted(rep.done) == sorted(f"mnist/{r.label}" for r in RUNS)
+    assert_same(records(one_job / "results"), records(tmp_path / "results"))
+    logs = list((tmp_path / "runs" / "logs" / "smoke").glob("*.log"))
+    assert len(logs) == 3 and all(p.stat().st_size > 0 for p in logs)
+    again = sweep(list(RUNS), "smoke", jobs=2, threads=1, results_dir=tmp_path / "results", work_dir=tmp_path / "runs",
+                  progress=False)
+    assert not again.done and len(again.skipped) == 3
+
+
+def test_local_fault_is_retried_and_a_hopeless_run_reported_by_name(tmp_path):
+    once = {"label": "VAE-L1", "times": 1, "dir": str(tmp_path / "faults1")}
+    rep = sweep(RUNS[:2], "smoke", jobs=2, threads=1, retries=1, results_dir=tmp_path / "r1", work_dir=tmp_path / "w1",
+                progress=False, inject_fault=once)
+    assert not rep.failed and len(rep.done) == 2
+    assert len(list((tmp_path / "faults1").iterdir())) == 2  # failed once, then succeeded
+    always = {"label": "VAE-L1", "times": 99, "dir": str(tmp_path / "faults2")}
+    rep = sweep(RUNS[:2], "smoke", jobs=2, threads=1, retries=1, results_dir=tmp_path / "r2", work_dir=tmp_path / "w2",
+                progress=False, inject_fault=always)
+    assert list(rep.failed) == ["mnist/VAE-L1"] and "injected fault" in rep.failed["mnist/VAE-L1"]
+    assert rep.done == ["mnist/LVAE+BN+WU-L2"]
+    assert len(list((tmp_path / "r2").rglob("record.json"))) == 1  # nothing half-written for the failed run
+
+
+def test_unknown_backend_and_bad_jobs_are_refused():
+    with pytest.raises(ValueError, match="backend"):
+        sweep(list(RUNS), "smoke", backend="slurm")
+    with pytest.raises(ValueError, match="jobs"):
+        sweep(list(RUNS), "smoke", jobs=0)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install '.[ray]'") if not os.environ.get("CI") \
+        else __import__("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"LVAE_DATA_DIR": os.environ["LVAE_DATA_DIR"]}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.ray
+def test_ray_backend_matches_local_and_retries(ray_cluster, one_job, tmp_path):
+    once = {"label": "VAE+BN-L2", "times": 1, "dir": str(tmp_path / "faults")}
+    rep = sweep(list(RUNS), "smoke", backend="ray", results_dir=tmp_path / "results", work_dir=tmp_path / "runs",
+                progress=False, inject_fault=once)
+    assert not rep.failed and len(rep.done) == 3
+    assert len(list((tmp_path / "faults").iterdir())) == 2
+    assert_same(records(one_job / "results"), records(tmp_path / "results"))
+
+
+@pytest.mark.ray
+def test_ray_reports_a_run_that_always_fails(ray_cluster, tmp_path):
+    always = {"label": "VAE-L1", "times": 99, "dir": str(tmp_path / "faults")}
+    rep = sweep(RUNS[:2], "smoke", backend="ray", retries=1, results_dir=tmp_path / "results", work_dir=tmp_path / "runs",
+                progress=False, inject_fault=always)
+    assert list(rep.failed) == ["mnist/VAE-L1"] and rep.done == ["mnist/LVAE+BN+WU-L2"]
+    assert len(list((tmp_path / "faults").iterdir())) == 2  # one try and one retry
+
+
+def test_ray_backend_without_ray_says_how_to_install(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(SystemExit, match=r'pip install "\.\[ray\]"'):
+        sweep(RUNS[:1], "smoke", backend="ray", results_dir=tmp_path / "r", work_dir=tmp_path / "w", progress=False)
+    assert not list(tmp_path.rglob("record.json"))
