@@ -29,6 +29,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import preset
+from .distributions import binarize
 from .model import LadderVAE
 from .objectives import iw_bound
 from .reference import ReferenceVAE, reference_epoch, reference_loader
@@ -90,7 +91,7 @@ def time_training(variant: str, steps: int, device="cpu", repeats: int = 3, seed
 
     def library_epoch():
         lib.train()
-        xb_all = torch.bernoulli(x_dev)
+        xb_all = binarize(x_dev)
         perm = torch.randperm(len(x_dev), device=device)
         for s in range(0, len(x_dev), BATCH):
             train_step(lib, lib_opt, xb_all[perm[s : s + BATCH]])
@@ -138,6 +139,29 @@ def time_iw_bound(k: int, images: int, device="cpu", seed: int = 0, **kw) -> dic
     return {"images_per_s": images / secs, "flops": images * (k * per_sample + per_image_up), "seconds": secs}
 
 
+def profile_step(variant: str = "LVAE+BN+WU", steps: int = 10, device="cpu", top: int = 15) -> pd.DataFrame:
+    """Where a library training step spends its time: torch.profiler's top operators by self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    cfg, _ = preset(variant, 5)
+    model = LadderVAE(cfg).to(device)
+    opt = make_optimizer(model, 1e-3)
+    xs = [torch.bernoulli(torch.rand(BATCH, cfg.x_dim)).to(device) for _ in range(steps)]
+    train_step(model, opt, xs[0])
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.device(device).type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for x in xs:
+            train_step(model, opt, x)
+    gpu = torch.device(device).type == "cuda"
+    rows = [{"op": e.key, "calls": e.count,
+             "self_ms_per_step": (e.self_device_time_total if gpu else e.self_cpu_time_total) / 1e3 / steps}
+            for e in prof.key_averages()]
+    df = pd.DataFrame(rows).sort_values("self_ms_per_step", ascending=False)
+    df["pct"] = 100 * df["self_ms_per_step"] / df["self_ms_per_step"].sum()
+    return df.head(top).reset_index(drop=True)
+
+
 def device_name(device) -> str:
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -145,7 +169,8 @@ def device_name(device) -> str:
 
 
 def run_benchmark(device="cpu", steps: int = 40, repeats: int = 3, k: int = 5000, images: int = 20,
-                  processes: int = 0, out: str | Path | None = None, variants=("VAE+BN+WU", "LVAE+BN+WU")):
+                  processes: int = 0, out: str | Path | None = None, variants=("VAE+BN+WU", "LVAE+BN+WU"),
+                  profile: bool = False):
     """Run every measurement, print a table and write it as CSV; returns the DataFrame."""
     threads = torch.get_num_threads()
     peak = sgemm_peak(device)
@@ -184,4 +209,10 @@ def run_benchmark(device="cpu", steps: int = 40, repeats: int = 3, k: int = 5000
         out.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(out, index=False, float_format="%.4g")
         print(f"wrote {out}")
+    if profile:
+        prof = profile_step(device=device)
+        print("\nwhere a 5-layer LVAE training step spends its time (torch.profiler, self time):")
+        print(prof.round(3).to_string(index=False))
+        if out:
+            prof.to_csv(out.with_name(out.stem + "-profile.csv"), index=False, float_format="%.4g")
     return df

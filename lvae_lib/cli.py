@@ -114,7 +114,8 @@ def cmd_bench(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     out = a.out or f"results/bench/{'cpu' if a.device == 'cpu' else 'gpu'}.csv"
-    run_benchmark(a.device, steps=a.steps, repeats=a.repeats, k=a.k, images=a.images, processes=a.processes, out=out)
+    run_benchmark(a.device, steps=a.steps, repeats=a.repeats, k=a.k, images=a.images, processes=a.processes, out=out,
+                  profile=a.profile)
     return 0
 
 
@@ -175,6 +176,7 @@ def main(argv=None) -> int:
     p.add_argument("--processes", type=int, default=2,
                    help="also time this many 1-thread training processes at once (0/1: skip; default: %(default)s)")
     p.add_argument("--out", default=None, help="CSV path (default: results/bench/cpu.csv or gpu.csv)")
+    p.add_argument("--profile", action="store_true", help="also print (and save) torch.profiler's top operators of a step")
     p.set_defaults(fn=cmd_bench)
     a = ap.parse_args(argv)
     return a.fn(a)

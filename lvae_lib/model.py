@@ -16,6 +16,7 @@ inference model:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import distributions as D
@@ -105,12 +106,13 @@ class LadderVAE(nn.Module):
     def _repeat(t: torch.Tensor, n: int) -> torch.Tensor:
         return t if n == 1 else t.unsqueeze(0).expand(n, *t.shape).reshape(n * t.shape[0], *t.shape[1:])
 
-    def infer(self, up, n_samples: int = 1) -> dict:
+    def infer(self, up, n_samples: int = 1, scores: bool = True) -> dict:
         """Sample z ~ q(z|x) ``n_samples`` times per image and score it.
 
         Returns per layer i (0-based, bottom to top): samples ``z``, the
         parameters ``mu_q, var_q, mu_p, var_p``, ``log_q`` and ``log_p`` of the
-        sample (summed over units) and ``kl_units`` (per unit).  Rows are
+        sample (summed over units; skipped when ``scores`` is false, as in training
+        with the ELBO, which needs only the KL) and ``kl_units`` (per unit).  Rows are
         sample-major: row ``s * B + b`` is sample s of image b.
         """
         L = self.cfg.n_layers
@@ -149,6 +151,8 @@ class LadderVAE(nn.Module):
                     # q and p share the sampled parent z_{i+1}: analytic KL
                     kl_units[i] = D.gaussian_kl(*q[i], *p[i])
                 z[i] = D.reparameterize(*q[i])
+        if not scores:
+            return dict(z=z, q=q, p=p, kl_units=kl_units)
         log_q = [D.gaussian_log_prob(z[i], *q[i]).sum(-1) for i in range(L)]
         log_p = [
             (D.standard_normal_log_prob(z[i]) if i == L - 1 else D.gaussian_log_prob(z[i], *p[i])).sum(-1)
@@ -165,10 +169,13 @@ class LadderVAE(nn.Module):
         """log p(x|z_1) summed over pixels; ``x`` may have fewer rows than ``z1`` (repeated)."""
         out = self.decode(z1)
         n = z1.shape[0] // x.shape[0]
-        x = self._repeat(x, n)
         if self.cfg.likelihood == "bernoulli":
-            return D.bernoulli_log_prob(x, out).sum(-1)
-        return D.gaussian_log_prob(x, *out).sum(-1)
+            if n == 1:
+                return D.bernoulli_log_prob(x, out).sum(-1)
+            # many samples per image (L_K): x . logits - softplus(logits), without repeating x n times
+            logits = out.view(n, *x.shape)
+            return (torch.einsum("bd,sbd->sb", x, logits) - F.softplus(logits).sum(-1)).reshape(-1)
+        return D.gaussian_log_prob(self._repeat(x, n), *out).sum(-1)
 
     def mean_x(self, z1: torch.Tensor) -> torch.Tensor:
         """The mean of p(x|z_1), for reconstructions and samples."""
@@ -185,34 +192,35 @@ class LadderVAE(nn.Module):
         return self.mean_x(z)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor, n_samples: int = 1) -> dict:
+    def forward(self, x: torch.Tensor, n_samples: int = 1, log_w: bool = True) -> dict:
         """Score a batch ``x`` of shape [B, D] with ``n_samples`` posterior samples per image.
 
         Returns tensors of shape [S, B] (``kl`` [S, B, L]; ``kl_units`` a list of [S, B, units]):
         ``elbo`` = log p(x|z) - KL, ``distortion`` = -log p(x|z), ``rate`` = KL summed over
-        layers, ``log_px``, ``log_w`` = log p(x, z) - log q(z|x) (the importance weight),
-        and ``z`` (the samples, bottom to top).
+        layers, ``log_px``, ``log_w`` = log p(x, z) - log q(z|x) (the importance weight; left out
+        when ``log_w`` is false, which training with the ELBO does), and ``z`` (the samples, bottom to top).
         """
         if x.dim() != 2 or x.shape[1] != self.cfg.x_dim:
             raise ValueError(f"expected x of shape [batch, {self.cfg.x_dim}], got {tuple(x.shape)}")
         S, B = n_samples, x.shape[0]
-        r = self.infer(self.upward(x), n_samples)
+        r = self.infer(self.upward(x), n_samples, scores=log_w)
         log_px = self.log_px(x, r["z"][0]).view(S, B)
         kl_units = [k.view(S, B, -1) for k in r["kl_units"]]
         kl = torch.stack([k.sum(-1) for k in kl_units], dim=-1)
         rate = kl.sum(-1)
-        log_w = log_px + (torch.stack(r["log_p"]).sum(0) - torch.stack(r["log_q"]).sum(0)).view(S, B)
-        return dict(
+        out = dict(
             elbo=log_px - rate,
             distortion=-log_px,
             rate=rate,
             log_px=log_px,
             kl=kl,
             kl_units=kl_units,
-            log_w=log_w,
             z=[t.view(S, B, -1) for t in r["z"]],
             mu_q=[m.view(S, B, -1) for m, _ in r["q"]],
         )
+        if log_w:
+            out["log_w"] = log_px + (torch.stack(r["log_p"]).sum(0) - torch.stack(r["log_q"]).sum(0)).view(S, B)
+        return out
 
 
 @torch.no_grad()

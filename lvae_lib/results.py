@@ -7,6 +7,7 @@ so a half-written record is never read as complete.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,21 +29,34 @@ class Store:
     def complete(self, run, key: str) -> bool:
         return (self.path(run, key) / "record.json").exists()
 
-    def write(self, run, key: str, record: dict, history: list[dict], arrays: dict) -> Path:
+    @contextlib.contextmanager
+    def _atomic(self, run, key: str):
+        """Yield an empty temporary folder beside the record's place; on success it replaces the record."""
         final = self.path(run, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
-            pd.DataFrame(history).to_csv(tmp / "metrics.csv", index=False, float_format="%.5g")
-            np.savez_compressed(tmp / "arrays.npz", **arrays)
-            (tmp / "record.json").write_text(json.dumps(record, indent=1))
+            yield tmp
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)
-        return final
+
+    def write(self, run, key: str, record: dict, history: list[dict], arrays: dict) -> Path:
+        with self._atomic(run, key) as tmp:
+            pd.DataFrame(history).to_csv(tmp / "metrics.csv", index=False, float_format="%.5g")
+            np.savez_compressed(tmp / "arrays.npz", **arrays)
+            (tmp / "record.json").write_text(json.dumps(record, indent=1))
+        return self.path(run, key)
+
+    def write_files(self, run, key: str, files: dict[str, bytes]) -> Path:
+        """Write a record received as bytes (e.g. from a Ray worker), ``record.json`` last."""
+        with self._atomic(run, key) as tmp:
+            for name, data in sorted(files.items(), key=lambda kv: kv[0] == "record.json"):
+                (tmp / name).write_bytes(data)
+        return self.path(run, key)
 
     def load(self, run, key: str) -> dict:
         p = self.path(run, key)

@@ -78,23 +78,6 @@ def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: st
     return {"files": files, "log": log.getvalue()}
 
 
-def _store_files(store: Store, run: E.Run, key: str, files: dict) -> Path:
-    """Write a worker's record into the store atomically (record.json, the completeness marker, last)."""
-    final = store.path(run, key)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        for name, data in sorted(files.items(), key=lambda kv: kv[0] == "record.json"):
-            (tmp / name).write_bytes(data)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return final
-
-
 def missing_runs(runs, budget: E.Budget, store: Store):
     todo = [r for r in runs if not store.complete(r, r.key(budget))]
     done = [r for r in runs if r not in todo]
@@ -155,7 +138,7 @@ def sweep(target: str | list, budget: str = "default", jobs: int = 1, backend: s
 
 
 def _finish(run, key, result, store, report, bar, log_dir):
-    _store_files(store, run, key, result["files"])
+    store.write_files(run, key, result["files"])
     (log_dir / f"{run.label}-{key}.log").write_text(result["log"])
     report.done.append(_name(run))
     bar.update(1)

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from . import analysis
+from . import distributions as D
 from .config import ModelConfig, TrainConfig, to_dict
 from .model import LadderVAE
 from .objectives import iw_bound, training_loss
@@ -164,7 +165,7 @@ def train(
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
-        xb_all = torch.bernoulli(x_train) if data.binarize else x_train
+        xb_all = D.binarize(x_train) if data.binarize else x_train  # dynamic binarization
         perm = torch.randperm(n, device=device)
         elbo_sum = torch.zeros((), device=device)
         loss_sum = torch.zeros((), device=device)
