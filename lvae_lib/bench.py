@@ -185,7 +185,7 @@ def run_benchmark(device="cpu", steps: int = 40, repeats: int = 3, k: int = 5000
                          "speedup_vs_reference": r["reference_s"] / s})
             print(f"{v:11s} {impl:9s} {1e3 * s:7.1f} ms/step  {g:6.1f} GFLOP/s  {100 * g / peak:5.1f}% of peak"
                   f"  x{r['reference_s'] / s:.2f} vs reference", flush=True)
-        if processes > 1:
+        if processes > 1 and torch.device(device).type == "cpu":  # one-thread processes: a CPU measure
             rate = time_concurrent(v, steps, processes)
             g = r["flops"] * rate / 1e9
             rows.append({"what": "train step", "model": v, "impl": f"library, {processes} x 1-thread processes",

@@ -228,7 +228,8 @@ def bench_table(results_dir=None) -> pd.DataFrame:
     """The rows written by ``python -m lvae_lib bench`` (``results/bench/*.csv``), one table."""
     from .experiments import DEFAULT_RESULTS
 
-    files = sorted((Path(results_dir or DEFAULT_RESULTS) / "bench").glob("*.csv"))
+    files = [f for f in sorted((Path(results_dir or DEFAULT_RESULTS) / "bench").glob("*.csv"))
+             if not f.stem.endswith("-profile")]
     if not files:
         return pd.DataFrame()
     cols = ["device", "threads", "what", "model", "impl", "ms_per_step", "epoch_s_60k", "images_per_s",
@@ -237,8 +238,19 @@ def bench_table(results_dir=None) -> pd.DataFrame:
     return df[[c for c in cols if c in df.columns]].round(2)
 
 
-def run_times(df) -> pd.DataFrame:
-    """Measured training time of each record: budget, model, epochs, minutes, seconds per epoch, hardware."""
+def bench_profile(results_dir=None, device: str = "cpu") -> pd.DataFrame:
+    """The top operators of a training step written by ``bench --profile`` (``results/bench/<device>-profile.csv``)."""
+    from .experiments import DEFAULT_RESULTS
+
+    f = Path(results_dir or DEFAULT_RESULTS) / "bench" / f"{device}-profile.csv"
+    return pd.read_csv(f).round(3) if f.exists() else pd.DataFrame()
+
+
+def run_times(df, smoke: bool = False) -> pd.DataFrame:
+    """Measured training time of each record: budget, model, epochs, minutes, seconds per epoch, hardware
+    (``smoke`` records, seconds each, are left out unless asked for)."""
+    if len(df) and not smoke:
+        df = df[df["budget"] != "smoke"]
     if not len(df):
         return pd.DataFrame()
     out = df.assign(model=df["variant"] + "-L" + df["layers"].astype(str) + df["finetune"].map(lambda f: f" {f}" if f else ""),

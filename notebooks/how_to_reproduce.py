@@ -44,15 +44,26 @@ df = E.collect("all", ("paper", "cpu", "smoke"), results_dir or None)
 # `python -m lvae_lib bench` (or `make bench`) times, in one run, the machine's fp32 matmul peak, a
 # training step of the 5-layer VAE and LVAE in a plain reference implementation
 # (`lvae_lib/reference.py`: `DataLoader`, `torch.distributions`, default Adam) and in the library,
-# and the throughput of $\mathcal{L}_{5000}$. Its CSV is committed under `results/bench/`:
+# and the throughput of $\mathcal{L}_{5000}$. Its CSV is committed under `results/bench/`. GPU timings
+# appear here once `python -m lvae_lib bench --device cuda` has been run on one (it writes
+# `results/bench/gpu.csv`); no GPU was available when these numbers were made.
 
 # %%
 report.bench_table(results_dir or None)
 
 # %% [markdown]
+# `pct_peak` is the achieved matmul rate (FLOPs counted by PyTorch's FLOP counter, divided by the
+# measured time) against the sgemm row. Where a training step spends its time
+# (`bench --profile`, torch.profiler's self time per operator, top 15):
+
+# %%
+report.bench_profile(results_dir or None)
+
+# %% [markdown]
 # ## Measured training time of every committed record
 #
-# Hours per budget and dataset, then per record (`device` and `threads` are those of the run):
+# Hours per budget and dataset, then per record except `smoke` (`device` and `threads` are those of
+# the run; two one-thread runs share the 2-core machine):
 
 # %%
 report.budget_totals(df)
