@@ -6,7 +6,7 @@ separate one-thread processes on this machine; ``--backend ray`` submits each as
 * Complete records are skipped, so a second invocation picks up only what is still missing.
 * Base runs go first; fine-tuning runs (Table 1), which start from their base model's checkpoint,
   follow once their base is done.
-* Every run logs to ``<work_dir>/logs/<label>-<key>.log``; one progress bar counts runs.
+* Every run logs to ``<work_dir>/logs/<budget>/<label>-<key>.log`` as it trains; one progress bar counts runs.
 * A run that fails is retried ``retries`` times, then reported by name; the others go on.
 * Records are written atomically by this (the driver) process, from what a worker returns: Ray
   workers need no shared filesystem. Ctrl-C cancels the pending runs and leaves no half-written
@@ -20,7 +20,6 @@ separate one-thread processes on this machine; ``--backend ray`` submits each as
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
 import tempfile
@@ -65,22 +64,23 @@ def _fault(inject: dict | None, run: E.Run) -> None:
 
 
 def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: str, work_dir: str,
-             data_root, inject: dict | None) -> dict:
+             data_root, inject: dict | None, log_path: str) -> dict:
     """Train one run in this process (a pool worker or a Ray task) and return its record's files.
 
-    The record is written into ``results_dir`` (a private temporary folder) and read back as bytes,
-    so that only the driver writes into the real store.
+    Output goes to ``log_path`` as it happens (``tail -f`` it). The record is written into
+    ``results_dir`` (a private temporary folder) and read back as bytes, so that only the driver
+    writes into the real store.
     """
     import torch
 
     torch.set_num_threads(threads)
-    log = io.StringIO()
-    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        print(f"{_name(run)} [{budget}] on {device}, {threads} thread(s)")
         _fault(inject, run)
         E.run_one(run, budget, results_dir, work_dir, device, progress=True, data_root=data_root)
     path = Store(results_dir, budget).path(run, run.key(E.get_budget(budget)))
-    files = {p.name: p.read_bytes() for p in path.iterdir()}
-    return {"files": files, "log": log.getvalue()}
+    return {"files": {p.name: p.read_bytes() for p in path.iterdir()}, "log": Path(log_path).read_text()}
 
 
 def missing_runs(runs, budget: E.Budget, store: Store):
@@ -142,16 +142,20 @@ def sweep(target: str | list, budget: str = "default", jobs: int = 1, backend: s
     return report
 
 
+def _log_path(log_dir: Path, run: E.Run, key: str) -> Path:
+    return log_dir / f"{run.label}-{key}.log"
+
+
 def _finish(run, key, result, store, report, bar, log_dir):
     store.write_files(run, key, result["files"])
-    (log_dir / f"{run.label}-{key}.log").write_text(result["log"])
+    _log_path(log_dir, run, key).write_text(result["log"])  # (a Ray worker's log arrives only now)
     report.done.append(_name(run))
     bar.update(1)
 
 
 def _fail(run, key, err, report, bar, log_dir):
     report.failed[_name(run)] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-    with open(log_dir / f"{run.label}-{key}.log", "a") as f:
+    with open(_log_path(log_dir, run, key), "a") as f:
         f.write(f"\nFAILED: {err}\n")
     bar.update(1)
 
@@ -163,7 +167,8 @@ def _run_local(wave, b, store, report, bar, log_dir, *, jobs, device, threads, r
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         def submit(r):
             attempts[r] += 1
-            return pool.submit(_execute, r, b.name, device, threads, scratch, work_dir, data_root, inject)
+            return pool.submit(_execute, r, b.name, device, threads, scratch, work_dir, data_root, inject,
+                               str(_log_path(log_dir, r, r.key(b))))
 
         pending = {submit(r): r for r in wave}
         try:
@@ -201,7 +206,7 @@ def _run_ray(wave, b, store, report, bar, log_dir, *, device, threads, num_gpus,
         ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env} if env else None)
     task = ray.remote(_ray_task).options(num_cpus=threads, num_gpus=num_gpus, max_retries=retries,
                                          retry_exceptions=True)
-    refs = {task.remote(r, b.name, device, threads, data_root, inject): r for r in wave}
+    refs = {task.remote(r, b.name, device, threads, data_root, inject, f"{r.label}-{r.key(b)}.log"): r for r in wave}
     try:
         pending = list(refs)
         while pending:
@@ -218,7 +223,8 @@ def _run_ray(wave, b, store, report, bar, log_dir, *, device, threads, num_gpus,
         raise
 
 
-def _ray_task(run, budget, device, threads, data_root, inject):
+def _ray_task(run, budget, device, threads, data_root, inject, log_name):
     """On a Ray worker: train in private temporary folders (no shared filesystem needed)."""
     with tempfile.TemporaryDirectory(prefix="lvae-ray-") as tmp:
-        return _execute(run, budget, device, threads, f"{tmp}/results", f"{tmp}/runs", data_root, inject)
+        return _execute(run, budget, device, threads, f"{tmp}/results", f"{tmp}/runs", data_root, inject,
+                        f"{tmp}/{log_name}")
