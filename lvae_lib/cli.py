@@ -143,7 +143,9 @@ def main(argv=None) -> int:
                        description="Fill results/<budget>/ with the records a figure or table needs; complete "
                                    "records are skipped, interrupted runs resume from their checkpoints in runs/.")
     p.add_argument("target", help="fig2 ... fig9_10, table1, table2, or all")
-    p.add_argument("--budget", default="default", help="smoke | cpu | paper (default: the book's budget)")
+    p.add_argument("--budget", default="cpu", choices=["smoke", "cpu", "paper"],
+                   help="smoke (seconds, checks the code path), cpu (hours per model on a CPU), paper (the paper's "
+                        "protocol, for a GPU); default: %(default)s")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results-dir", default=None, help="default: the repository's results/")

@@ -27,7 +27,9 @@ from .config import TrainConfig, config_hash, preset, to_dict
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = ROOT / "results"
 DEFAULT_WORK = ROOT / "runs"  # checkpoints (git-ignored)
-DEFAULT_BUDGET = "smoke"  # the budget the notebooks show by default; switch to "cpu" once its records exist
+# What the notebooks show by default: "auto" is, per figure, the largest budget whose records for that
+# figure are all committed (paper, then cpu), else smoke. See resolve_budget.
+DEFAULT_BUDGET = "auto"
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,9 @@ BUDGETS = {
 
 
 def get_budget(name: str) -> Budget:
-    """A budget by name; ``"default"`` is :data:`DEFAULT_BUDGET`, what the committed notebooks show."""
-    if name == "default":
-        name = DEFAULT_BUDGET
+    """A budget by name (``smoke``, ``cpu``, ``paper``); for ``default``/``auto`` see :func:`resolve_budget`."""
+    if name in ("default", "auto"):
+        raise KeyError(f"budget {name!r} depends on the figure: use resolve_budget(target, {name!r})")
     if name not in BUDGETS:
         raise KeyError(f"unknown budget {name!r}; choose one of {', '.join(BUDGETS)}")
     return BUDGETS[name]
@@ -236,6 +238,31 @@ def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_di
     return record
 
 
+def resolve_budget(target: str, budget: str = "default", results_dir=None, seed: int = 0) -> str:
+    """The budget name a notebook uses for ``target``.
+
+    ``default`` means :data:`DEFAULT_BUDGET`. ``auto`` picks the largest budget (``paper``, then ``cpu``)
+    in which every run of ``target`` has a complete record, ignoring datasets that have no record in
+    any budget (NORB where it cannot be downloaded); if none does, ``smoke``. So a figure shows one
+    budget throughout, the best one committed, and says which in its caption.
+    """
+    from . import results
+
+    if budget == "default":
+        budget = DEFAULT_BUDGET
+    if budget != "auto":
+        return get_budget(budget).name
+    root = results_dir or DEFAULT_RESULTS
+    runs = [replace(r, seed=seed) for r in runs_for(target)]
+    done = {name: {r for r in runs if results.Store(root, name).complete(r, r.key(BUDGETS[name]))} for name in BUDGETS}
+    seen = {r.dataset for rs in done.values() for r in rs}
+    needed = [r for r in runs if r.dataset in seen]
+    for name in ("paper", "cpu"):
+        if needed and all(r in done[name] for r in needed):
+            return name
+    return "smoke"
+
+
 def ensure(target: str, budget: str = "default", device: str = "cpu", results_dir=None, work_dir=None,
            progress: bool = True, data_root=None, seed: int = 0):
     """Make sure every record of ``target`` exists (training what is missing) and return them as a DataFrame.
@@ -248,9 +275,9 @@ def ensure(target: str, budget: str = "default", device: str = "cpu", results_di
     from . import results
     from .data import DataError
 
-    b = get_budget(budget)
     results_dir = results_dir or DEFAULT_RESULTS
     work_dir = work_dir or DEFAULT_WORK
+    b = get_budget(resolve_budget(target, budget, results_dir, seed))
     runs = [replace(r, seed=seed) for r in runs_for(target)]
     store = results.Store(results_dir, b.name)
     missing = [r for r in runs if not store.complete(r, r.key(b))]

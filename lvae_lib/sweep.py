@@ -89,7 +89,7 @@ def missing_runs(runs, budget: E.Budget, store: Store):
     return todo, done
 
 
-def sweep(target: str | list, budget: str = "default", jobs: int = 1, backend: str = "local", address: str | None = None,
+def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str = "local", address: str | None = None,
           device: str = "cpu", threads: int | None = None, num_gpus: float = 0.0, retries: int = 1,
           results_dir=None, work_dir=None, data_root=None, seed: int = 0, progress: bool = True,
           inject_fault: dict | None = None) -> SweepReport:

@@ -6,7 +6,7 @@
 # over 2000 epochs (train: full lines, test: dashed), with no sign of over-fitting.
 
 # %% tags=["parameters"]
-budget = "default"  # smoke, cpu or paper (default: lvae_lib.experiments.DEFAULT_BUDGET)
+budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
 results_dir = ""  # empty: the results folder of the repository

@@ -5,7 +5,7 @@
 # matters for the LVAE as much as for the VAE.
 
 # %% tags=["parameters"]
-budget = "default"  # smoke, cpu or paper (default: lvae_lib.experiments.DEFAULT_BUDGET)
+budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
 results_dir = ""  # empty: the results folder of the repository

@@ -22,7 +22,8 @@ def test_registry_covers_every_figure_and_shares_runs():
     assert E.Run("mnist", "VAE+BN+WU", 3).configs(b)[1].warmup_epochs == 20
     assert E.Run("mnist", "VAE+BN", 3).configs(b)[1].warmup_epochs == 0
     assert E.Run("mnist", "VAE", 3).configs(E.get_budget("paper"))[1].epochs == 2000
-    assert E.get_budget("default").name == E.DEFAULT_BUDGET
+    with pytest.raises(KeyError, match="resolve_budget"):
+        E.get_budget("default")
     with pytest.raises(KeyError, match="unknown budget"):
         E.get_budget("gpu")
     with pytest.raises(KeyError, match="unknown figure"):
@@ -65,3 +66,24 @@ def test_committed_records_are_small_and_labelled():
         rec = json.loads(r.read_text())
         assert rec["budget"] == r.relative_to(root).parts[0] and rec["budget"] in E.BUDGETS
         assert {"git_commit", "torch", "device", "wall_seconds"} <= rec["provenance"].keys()
+
+
+def test_auto_budget_is_the_largest_complete_one_per_figure(tmp_path):
+    def fake(runs, budget):
+        b = E.get_budget(budget)
+        for r in runs:
+            Store(tmp_path, budget).write(r, r.key(b), {"run": {}}, [], {})
+
+    assert E.resolve_budget("fig2", "auto", tmp_path) == "smoke"  # nothing committed
+    fake(E.FIGURES["fig2"][:3], "cpu")
+    assert E.resolve_budget("fig2", "auto", tmp_path) == "smoke"  # one of four missing
+    fake(E.FIGURES["fig2"][3:], "cpu")
+    assert E.resolve_budget("fig2", "auto", tmp_path) == "cpu"
+    assert E.resolve_budget("fig5", "auto", tmp_path) == "cpu"  # same runs
+    assert E.resolve_budget("fig3", "auto", tmp_path) == "smoke"
+    fake(E.FIGURES["fig2"], "paper")
+    assert E.resolve_budget("fig2", "auto", tmp_path) == "paper"
+    assert E.resolve_budget("fig2", "cpu", tmp_path) == "cpu"  # an explicit budget is kept
+    # NORB never obtained (no record in any budget): table2 is complete with OMNIGLOT alone
+    fake([r for r in E.FIGURES["table2"] if r.dataset == "omniglot28"], "cpu")
+    assert E.resolve_budget("table2", "auto", tmp_path) == "cpu"
