@@ -165,7 +165,13 @@ def profile_step(variant: str = "LVAE+BN+WU", steps: int = 10, device="cpu", top
 def device_name(device) -> str:
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def run_benchmark(device="cpu", steps: int = 40, repeats: int = 3, k: int = 5000, images: int = 20,
