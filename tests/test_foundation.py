@@ -64,3 +64,11 @@ def test_notebook_has_parameters_cell_and_outputs(nb):
     assert any("parameters" in c.metadata.get("tags", []) for c in n.cells), f"{nb.name}: no 'parameters' cell"
     code = [c for c in n.cells if c.cell_type == "code"]
     assert any(c.outputs for c in code), f"{nb.name} is committed without outputs: run `make figures`"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_names_its_kernel(nb):
+    """papermill and nbval need the kernel in the metadata (jupytext --to ipynb leaves it out)."""
+    import nbformat
+
+    assert nbformat.read(nb, as_version=4).metadata.get("kernelspec", {}).get("name") == "python3"
