@@ -4,17 +4,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .model import LadderVAE
+from .model import LadderVAE, mode
 
 
 @torch.no_grad()
 def _batched(model: LadderVAE, x: torch.Tensor, n_samples: int, batch_size: int, fn):
-    was = model.training
-    model.eval()
-    try:
+    with mode(model, False):
         return [fn(model(x[i : i + batch_size], n_samples=n_samples)) for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was)
 
 
 def unit_activity(model: LadderVAE, x: torch.Tensor, n_samples: int = 10, batch_size: int = 500) -> list[np.ndarray]:
@@ -79,23 +75,15 @@ def pca_2d(z: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def reconstructions(model: LadderVAE, x: torch.Tensor) -> np.ndarray:
     """E[x|z_1] with z ~ q(z|x): the conditional reconstructions of Figs. 9-10."""
-    was = model.training
-    model.eval()
-    try:
+    with mode(model, False):
         r = model.infer(model.upward(x), 1)
         return model.mean_x(r["z"][0]).cpu().numpy()
-    finally:
-        model.train(was)
 
 
 @torch.no_grad()
 def prior_samples(model: LadderVAE, n: int) -> np.ndarray:
-    was = model.training
-    model.eval()
-    try:
+    with mode(model, False):
         return model.sample(n).cpu().numpy()
-    finally:
-        model.train(was)
 
 
 @torch.no_grad()
@@ -111,15 +99,13 @@ def recompute_batchnorm(model: LadderVAE, x: torch.Tensor, batch_size: int = 256
     if not bns:
         return
     saved = [m.momentum for m in bns]
-    was = model.training
     for m in bns:
         m.reset_running_stats()
         m.momentum = None
-    model.train()
     try:
-        for i in range(0, len(x), batch_size):
-            model(x[i : i + batch_size])
+        with mode(model, True):
+            for i in range(0, len(x), batch_size):
+                model(x[i : i + batch_size])
     finally:
         for m, mom in zip(bns, saved):
             m.momentum = mom
-        model.train(was)

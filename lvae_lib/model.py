@@ -15,6 +15,8 @@ inference model:
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -221,6 +223,17 @@ class LadderVAE(nn.Module):
         if log_w:
             out["log_w"] = log_px + (torch.stack(r["log_p"]).sum(0) - torch.stack(r["log_q"]).sum(0)).view(S, B)
         return out
+
+
+@contextlib.contextmanager
+def mode(model: nn.Module, training: bool):
+    """Put ``model`` in training or evaluation mode for a block, and restore its mode after."""
+    was = model.training
+    model.train(training)
+    try:
+        yield model
+    finally:
+        model.train(was)
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ import math
 import torch
 from tqdm import tqdm
 
-from .model import LadderVAE, fold_batchnorm
+from .model import LadderVAE, fold_batchnorm, mode
 
 
 def training_loss(model: LadderVAE, x: torch.Tensor, beta: float = 1.0, mc_samples: int = 1, iw_samples: int = 1):
@@ -48,13 +48,10 @@ def iw_bound(
     (``fold_bn``, see :func:`lvae_lib.model.fold_batchnorm`).
     With ``k = 1`` this is a one-sample estimate of the ELBO (the paper's L_1).
     """
-    was_training = model.training
-    model.eval()
     net = fold_batchnorm(model) if fold_bn and model.cfg.batch_norm else model
     chunk = max(1, min(k, max_rows // max(1, min(batch_size, len(x)))))
     out = torch.empty(len(x), dtype=torch.float64)
-    bar = tqdm(total=len(x), desc=f"L_{k}", unit="img", disable=not progress, leave=False)
-    try:
+    with mode(model, False), tqdm(total=len(x), desc=f"L_{k}", unit="img", disable=not progress, leave=False) as bar:
         for start in range(0, len(x), batch_size):
             xb = x[start : start + batch_size]
             up = net.upward(xb)
@@ -70,7 +67,4 @@ def iw_bound(
                 done += n
             out[start : start + len(xb)] = (acc - math.log(k)).cpu()
             bar.update(len(xb))
-    finally:
-        bar.close()
-        model.train(was_training)
     return out
