@@ -96,9 +96,14 @@ def cmd_run(a) -> int:
     from . import experiments as E
     from .sweep import sweep
 
-    rep = sweep(a.target, a.budget, jobs=a.jobs, backend=a.backend, address=a.address, device=a.device,
-                threads=a.threads, num_gpus=a.num_gpus, retries=a.retries, results_dir=a.results_dir,
-                work_dir=a.work_dir, data_root=a.data_dir, seed=a.seed)
+    try:
+        rep = sweep(a.target, a.budget, jobs=a.jobs, backend=a.backend, address=a.address, device=a.device,
+                    threads=a.threads, num_gpus=a.num_gpus, retries=a.retries, results_dir=a.results_dir,
+                    work_dir=a.work_dir, data_root=a.data_dir, seed=a.seed)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the records written so far are complete, the runs in progress left their "
+              "checkpoints; run the same command again to continue", file=sys.stderr)
+        return 130
     print(rep)
     df = E.collect(a.target, (E.get_budget(a.budget).name,), a.results_dir, seed=a.seed)
     cols = ["dataset", "label", "train_L1", "test_L1", "test_LK", "train_seconds"]
