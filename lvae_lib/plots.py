@@ -102,7 +102,7 @@ def unit_kl_figure(snapshots: dict):
     layer by their final KL; white is an inactive unit.
     """
     n = len(snapshots)
-    fig, axes = plt.subplots(n, 1, figsize=(10, 1.1 + 0.9 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 1.2 + 1.3 * n), squeeze=False, gridspec_kw={"hspace": 0.6})
     for ax, (v, snaps) in zip(axes[:, 0], snapshots.items()):
         epochs = sorted(snaps)
         final = snaps[epochs[-1]]
