@@ -112,9 +112,10 @@ class LadderVAE(nn.Module):
         """Sample z ~ q(z|x) ``n_samples`` times per image and score it.
 
         Returns per layer i (0-based, bottom to top): samples ``z``, the
-        parameters ``mu_q, var_q, mu_p, var_p``, ``log_q`` and ``log_p`` of the
-        sample (summed over units; skipped when ``scores`` is false, as in training
-        with the ELBO, which needs only the KL) and ``kl_units`` (per unit).  Rows are
+        parameters ``mu_q, var_q, mu_p, var_p`` and ``kl_units`` (per unit); and per row
+        ``log_ratio`` = log p(z) - log q(z|x) of the sample, summed over units and layers
+        (skipped when ``scores`` is false, as in training with the ELBO, which needs only
+        the KL).  Rows are
         sample-major: row ``s * B + b`` is sample s of image b.
         """
         L = self.cfg.n_layers
@@ -160,7 +161,9 @@ class LadderVAE(nn.Module):
             (D.standard_normal_log_prob(z[i]) if i == L - 1 else D.gaussian_log_prob(z[i], *p[i])).sum(-1)
             for i in range(L)
         ]
-        return dict(z=z, q=q, p=p, kl_units=kl_units, log_q=log_q, log_p=log_p)
+        # log p(z) - log q(z|x) of each row: with log p(x|z_1), the importance weight log w
+        log_ratio = torch.stack(log_p).sum(0) - torch.stack(log_q).sum(0)
+        return dict(z=z, q=q, p=p, kl_units=kl_units, log_ratio=log_ratio)
 
     # ------------------------------------------------------------------ generative
     def decode(self, z1: torch.Tensor):
@@ -221,7 +224,7 @@ class LadderVAE(nn.Module):
             mu_q=[m.view(S, B, -1) for m, _ in r["q"]],
         )
         if log_w:
-            out["log_w"] = log_px + (torch.stack(r["log_p"]).sum(0) - torch.stack(r["log_q"]).sum(0)).view(S, B)
+            out["log_w"] = log_px + r["log_ratio"].view(S, B)
         return out
 
 
