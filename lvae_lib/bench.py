@@ -29,11 +29,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import preset
-from .distributions import binarize
 from .model import LadderVAE
 from .objectives import iw_bound
 from .reference import ReferenceVAE, reference_epoch, reference_loader
-from .train import make_optimizer, train_step
+from .train import epoch_batches, make_optimizer, train_step
 
 BATCH = 256
 
@@ -89,12 +88,10 @@ def time_training(variant: str, steps: int, device="cpu", repeats: int = 3, seed
     lib_opt = make_optimizer(lib, 1e-3)
     x_dev = x.to(device)
 
-    def library_epoch():
+    def library_epoch():  # the loop of lvae_lib.train.train, without its bookkeeping
         lib.train()
-        xb_all = binarize(x_dev)
-        perm = torch.randperm(len(x_dev), device=device)
-        for s in range(0, len(x_dev), BATCH):
-            train_step(lib, lib_opt, xb_all[perm[s : s + BATCH]])
+        for _, xb in epoch_batches(x_dev, BATCH):
+            train_step(lib, lib_opt, xb)
 
     reference_epoch(ref, ref_opt, loader, max_steps=3)  # warm-up
     library_epoch()

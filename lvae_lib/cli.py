@@ -56,12 +56,12 @@ def cmd_train(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    import torch
     from safetensors.torch import load_file
 
     from . import analysis
     from .config import ModelConfig
     from .data import train_data
+    from .distributions import binarize
     from .model import LadderVAE
     from .objectives import iw_bound
 
@@ -75,7 +75,8 @@ def cmd_evaluate(a) -> int:
     data = train_data(cfg["dataset"], a.data_dir)
     x = data.x_test[: a.test_subset or None].to(a.device)
     if a.recompute_bn:
-        analysis.recompute_batchnorm(model, torch.bernoulli(data.x_train.to(a.device)) if data.binarize else data.x_train.to(a.device))
+        x_train = data.x_train.to(a.device)
+        analysis.recompute_batchnorm(model, binarize(x_train) if data.binarize else x_train)
     lk = iw_bound(model, x, k=a.k, batch_size=a.batch_size)
     res = {"k": a.k, "test_LK": float(lk.mean()), "n_test": len(x), "recompute_bn": a.recompute_bn,
            "active_units": analysis.active_units(model, x[:2000])}

@@ -72,6 +72,17 @@ def train_step(model: LadderVAE, opt: torch.optim.Optimizer, xb: torch.Tensor, b
     return loss.detach(), out
 
 
+def epoch_batches(x_train: torch.Tensor, batch_size: int, binarize: bool = True):
+    """One epoch of minibatches: a fresh binarization (dynamic binarization) and a fresh permutation.
+
+    Yields ``(start, batch)``; the data stay one tensor on their device, no DataLoader.
+    """
+    xb_all = D.binarize(x_train) if binarize else x_train
+    perm = torch.randperm(len(x_train), device=x_train.device)
+    for s in range(0, len(x_train), batch_size):
+        yield s, xb_all[perm[s : s + batch_size]]
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -165,12 +176,9 @@ def train(
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
-        xb_all = D.binarize(x_train) if data.binarize else x_train  # dynamic binarization
-        perm = torch.randperm(n, device=device)
         elbo_sum = torch.zeros((), device=device)
         loss_sum = torch.zeros((), device=device)
-        for s in range(0, n, tc.batch_size):
-            xb = xb_all[perm[s : s + tc.batch_size]]
+        for s, xb in epoch_batches(x_train, tc.batch_size, data.binarize):
             if len(xb) < 2 and model_cfg.batch_norm:
                 continue  # batch norm needs two rows
             loss, out = train_step(model, opt, xb, beta, tc.mc_samples, tc.iw_samples)
