@@ -337,13 +337,21 @@ def _processed(name: str, root) -> dict:
     return arrays
 
 
-def load_dataset(name: str, split: str, root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)`` for ``split`` in {"train", "test"}: x float32 [N, pixels] in [0, 1], y int64 labels."""
+def _check_name(name: str) -> None:
     if name not in _BUILDERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def load_dataset(name: str, split: str, root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` for ``split`` in {"train", "test"}: x float32 [N, pixels] in [0, 1], y int64 labels."""
+    _check_name(name)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    a = _processed(name, root)
+    return _split(_processed(name, root), name, split)
+
+
+def _split(a: dict, name: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split of the cached arrays ``a`` as tensors, intensities in [0, 1]."""
     x, y = a[f"x_{split}"], a[f"y_{split}"]
     if name == "norb":
         g = np.random.default_rng(NORB_DEQUANT_SEED + (split == "test"))
@@ -363,7 +371,9 @@ def train_data(name: str, root=None):
     """A :class:`lvae_lib.train.TrainData` for ``name``: real-valued train set, evaluation-ready test set."""
     from .train import TrainData
 
-    x_tr, _ = load_dataset(name, "train", root)
-    x_te, y_te = load_dataset(name, "test", root)
+    _check_name(name)
+    a = _processed(name, root)  # read the cache once for both splits
+    x_tr, _ = _split(a, name, "train")
+    x_te, y_te = _split(a, name, "test")
     binary = BINARY[name]
     return TrainData(x_tr, fixed_binarization(x_te) if binary else x_te, binary, y_te, name)
