@@ -214,9 +214,7 @@ def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_di
                         "rng": ck["rng"]}, ft_dir / "checkpoint.pt")
         model, st2 = train(mcfg, ft, data, ft_dir, device=device, progress=progress)
         history = history + [{**r, "epoch": r["epoch"] + tc.epochs, "phase": "finetune"} for r in st2["history"]]
-    sub = replace(data, x_train=data.x_train[: tc.train_subset or None], x_test=data.x_test[: tc.test_subset or None],
-                  y_test=None if data.y_test is None else data.y_test[: tc.test_subset or None])
-    sub = sub.to(device)
+    sub = data.subset(tc.train_subset, tc.test_subset).to(device)
     model.eval()
     summary, arrays = _derived(model, run, b, sub)
     for ep, units in state["kl_snapshots"].items():

@@ -49,6 +49,12 @@ class TrainData:
         return TrainData(self.x_train.to(device), self.x_test.to(device), self.binarize,
                          None if self.y_test is None else self.y_test.to(device), self.name)
 
+    def subset(self, n_train: int = 0, n_test: int = 0) -> "TrainData":
+        """The first ``n_train`` training and ``n_test`` test images (0: all), as views."""
+        cut = lambda t, n: None if t is None else t[: n or None]  # noqa: E731
+        return TrainData(cut(self.x_train, n_train), cut(self.x_test, n_test), self.binarize,
+                         cut(self.y_test, n_test), self.name)
+
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     """Adam (lr 1e-3 in the paper); the fused kernel where this torch build has it."""
@@ -146,8 +152,8 @@ def train(
     torch.manual_seed(tc.seed)
     model = LadderVAE(model_cfg).to(device)
     opt = make_optimizer(model, tc.lr)
-    x_train = data.x_train[: tc.train_subset or None].to(device)
-    data = TrainData(x_train, data.x_test[: tc.test_subset or None], data.binarize, None, data.name).to(device)
+    data = data.subset(tc.train_subset, tc.test_subset).to(device)
+    x_train = data.x_train
     state = {"epoch": 0, "history": [], "kl_snapshots": {}, "model_cfg": to_dict(model_cfg),
              "train_cfg": to_dict(tc)}
     if ckpt_path is not None and ckpt_path.exists():
