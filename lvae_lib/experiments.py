@@ -278,7 +278,7 @@ def ensure(target: str, budget: str = "default", device: str = "cpu", results_di
     b = get_budget(resolve_budget(target, budget, results_dir, seed))
     runs = [replace(r, seed=seed) for r in runs_for(target)]
     store = results.Store(results_dir, b.name)
-    missing = [r for r in runs if not store.complete(r, r.key(b))]
+    missing = store.missing(runs, b)
     unavailable: dict[str, str] = {}
     for r in tqdm(missing, desc=f"{target}: training {len(missing)} missing run(s) [{budget}]", disable=not progress or not missing):
         if r.dataset in unavailable:

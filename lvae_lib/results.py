@@ -29,6 +29,10 @@ class Store:
     def complete(self, run, key: str) -> bool:
         return (self.path(run, key) / "record.json").exists()
 
+    def missing(self, runs, budget) -> list:
+        """The runs (of ``budget``) that have no complete record here, in their order."""
+        return [r for r in runs if not self.complete(r, r.key(budget))]
+
     @contextlib.contextmanager
     def _atomic(self, run, key: str):
         """Yield an empty temporary folder beside the record's place; on success it replaces the record."""

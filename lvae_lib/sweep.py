@@ -83,12 +83,6 @@ def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: st
     return {"files": {p.name: p.read_bytes() for p in path.iterdir()}, "log": Path(log_path).read_text()}
 
 
-def missing_runs(runs, budget: E.Budget, store: Store):
-    todo = [r for r in runs if not store.complete(r, r.key(budget))]
-    done = [r for r in runs if r not in todo]
-    return todo, done
-
-
 def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str = "local", address: str | None = None,
           device: str = "cpu", threads: int | None = None, num_gpus: float = 0.0, retries: int = 1,
           results_dir=None, work_dir=None, data_root=None, seed: int = 0, progress: bool = True,
@@ -108,8 +102,8 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
     work_dir = str(work_dir or E.DEFAULT_WORK)
     runs = target if isinstance(target, list) else [replace(r, seed=seed) for r in E.runs_for(target)]
     store = Store(results_dir, b.name)
-    todo, done = missing_runs(runs, b, store)
-    report = SweepReport(skipped=[_name(r) for r in done])
+    todo = store.missing(runs, b)
+    report = SweepReport(skipped=[_name(r) for r in runs if r not in todo])
     if threads is None:
         threads = 1 if backend == "ray" else max(1, (os.cpu_count() or 1) // jobs)
     log_dir = Path(work_dir) / "logs" / b.name
