@@ -4,8 +4,9 @@
 separate one-thread processes on this machine; ``--backend ray`` submits each as a Ray task instead.
 
 * Complete records are skipped, so a second invocation picks up only what is still missing.
-* Base runs go first; fine-tuning runs (Table 1), which start from their base model's checkpoint,
-  follow once their base is done.
+* Runs start in the order given (``run fig8 table1 fig3`` trains Fig. 8 first). A fine-tuning run
+  (Table 1) starts from its base model's checkpoint: with the base's record already complete it takes
+  its turn like any run, otherwise it waits until the base runs of this sweep are done.
 * Every run logs to ``<work_dir>/logs/<budget>/<label>-<key>.log`` as it trains; one progress bar counts runs.
 * A run that fails is retried ``retries`` times, then reported by name; the others go on.
 * Records are written atomically by this (the driver) process, from what a worker returns: Ray
@@ -87,7 +88,7 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
           device: str = "cpu", threads: int | None = None, num_gpus: float = 0.0, retries: int = 1,
           results_dir=None, work_dir=None, data_root=None, seed: int = 0, progress: bool = True,
           inject_fault: dict | None = None) -> SweepReport:
-    """Fill the store with every record of ``target`` (a figure name, ``all``, or a list of runs).
+    """Fill the store with every record of ``target``: a figure name, ``all``, a list of names, or a list of runs.
 
     ``threads``: torch threads per run (default: the machine's cores divided by ``jobs``; 1 on Ray,
     where it is also the task's ``num_cpus``). ``num_gpus``: the Ray resource request per task
@@ -100,7 +101,8 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
     b = E.get_budget(budget)
     results_dir = str(results_dir or E.DEFAULT_RESULTS)
     work_dir = str(work_dir or E.DEFAULT_WORK)
-    runs = target if isinstance(target, list) else [replace(r, seed=seed) for r in E.runs_for(target)]
+    names = isinstance(target, str) or all(isinstance(t, str) for t in target)
+    runs = [replace(r, seed=seed) for r in E.runs_for(target)] if names else list(target)
     store = Store(results_dir, b.name)
     todo = store.missing(runs, b)
     report = SweepReport(skipped=[_name(r) for r in runs if r not in todo])
@@ -119,9 +121,10 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
                 for r in [r for r in todo if r.dataset == ds]:
                     report.failed[_name(r)] = f"data unavailable: {why}"
                 todo = [r for r in todo if r.dataset != ds]
-    waves = [[r for r in todo if not r.finetune], [r for r in todo if r.finetune]]
+    waves = plan_waves(todo, store, b)
     t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), desc=f"{target if isinstance(target, str) else 'runs'} [{b.name}]", unit="run",
+    desc = (target if isinstance(target, str) else " ".join(target)) if names else "runs"
+    bar = tqdm(total=len(todo), desc=f"{desc} [{b.name}]", unit="run",
                disable=not progress or not todo)
     runner = _run_ray if backend == "ray" else _run_local
     try:
@@ -134,6 +137,13 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
         bar.close()
         report.seconds = time.perf_counter() - t0
     return report
+
+
+def plan_waves(todo: list, store: Store, budget: E.Budget) -> list[list]:
+    """Two waves, each in the given order: the runs that can start now (base runs, and fine-tuning runs
+    whose base record is complete), then the fine-tuning runs whose base this sweep trains first."""
+    ready = lambda r: not r.finetune or store.complete(r.base(), r.base().key(budget))  # noqa: E731
+    return [[r for r in todo if ready(r)], [r for r in todo if not ready(r)]]
 
 
 def _log_path(log_dir: Path, run: E.Run, key: str) -> Path:

@@ -16,6 +16,7 @@
 # ```bash
 # # every record a figure needs, trained if missing (resumable: run it again after an interruption)
 # .venv/bin/python -m lvae_lib run fig3 --budget cpu
+# .venv/bin/python -m lvae_lib run fig8 table1 fig3 --budget cpu --jobs 2   # several figures, in this order
 # .venv/bin/python -m lvae_lib run all --budget paper --device cuda
 # # then regenerate the notebook (or all of them) and the book
 # .venv/bin/papermill notebooks/fig3_layers.ipynb out.ipynb -p budget paper -p device cuda

@@ -44,7 +44,7 @@ report.claims(df)
 #   $\mathcal{L}_{5000}$; fine-tuning adds 2000 epochs with 10 Monte Carlo samples. On the 2-core
 #   machines this book is built on that is out of reach for the ~60 models involved, so the `cpu`
 #   budget trains MNIST for 200 epochs (OMNIGLOT 150), keeps the paper's warm-up ratio (10%) and
-#   evaluates $\mathcal{L}_{1000}$; fine-tuning gets 50 epochs with the learning-rate decay every 5.
+#   evaluates $\mathcal{L}_{1000}$; fine-tuning gets 20 epochs with the learning-rate decay every 2 (the paper's ten decays).
 #   The `paper` budget is the paper's protocol, for a GPU. Every row above names its budget.
 # * **OMNIGLOT.** The paper uses the 28×28 binarised OMNIGLOT of Burda et al. (`chardata.mat`), which
 #   could not be downloaded where this book was built. `lvae_lib.data` downloads and verifies it for

@@ -87,3 +87,31 @@ def test_auto_budget_is_the_largest_complete_one_per_figure(tmp_path):
     # NORB never obtained (no record in any budget): table2 is complete with OMNIGLOT alone
     fake([r for r in E.FIGURES["table2"] if r.dataset == "omniglot28"], "cpu")
     assert E.resolve_budget("table2", "auto", tmp_path) == "cpu"
+
+
+def test_several_targets_keep_their_order_and_finetuning_waits_only_for_a_missing_base(tmp_path):
+    from lvae_lib.sweep import plan_waves
+
+    runs = E.runs_for(["table1", "fig2"])
+    assert runs[:3] == E.FIGURES["table1"] and len(runs) == 6  # the 5-layer LVAE once
+    b = E.get_budget("cpu")
+    store = Store(tmp_path, "cpu")
+    first, then = plan_waves(runs, store, b)
+    assert [r.label for r in then] == ["LVAE+BN+WU-L5-ft", "LVAE+BN+WU-L5-ft-iw10"]
+    assert not any(r.finetune for r in first) and first[0] == E.FIGURES["table1"][0]
+    base = E.FIGURES["table1"][0]
+    store.write(base, base.key(b), {"run": {}}, [], {})
+    todo = store.missing(runs, b)
+    first, then = plan_waves(todo, store, b)
+    assert then == [] and [r.label for r in first[:2]] == ["LVAE+BN+WU-L5-ft", "LVAE+BN+WU-L5-ft-iw10"]
+    with pytest.raises(KeyError, match="unknown figure 'fig99'"):
+        E.runs_for(["fig2", "fig99"])
+
+
+def test_finetuning_decays_ten_times_and_checkpoints_every_epoch():
+    run = E.Run("mnist", "LVAE+BN+WU", 5, "ft-iw10")
+    for name in ("cpu", "paper"):
+        ft = run.finetune_config(E.get_budget(name))
+        assert ft.epochs // ft.lr_decay_every == 10  # the paper: 2000 epochs, x 0.75 every 200
+        assert (ft.mc_samples, ft.iw_samples, ft.checkpoint_every, ft.warmup_epochs) == (10, 10, 1, 0)
+    assert run.key(E.get_budget("cpu")) != E.Run("mnist", "LVAE+BN+WU", 5, "ft").key(E.get_budget("cpu"))
