@@ -51,7 +51,7 @@ report.claims(df)
 #   users who can; the committed records use a documented **stand-in** built from the original
 #   105×105 Omniglot images: strokes inverted, area-downsampled to 28×28 (grey levels kept for dynamic
 #   binarisation), drawers 1–15 for training and 16–20 for testing, 24,345 / 8,115 images. Its numbers are not comparable to the paper's to the nat: the images differ.
-# * **NORB.** Small NORB (about 900 MB) could not be downloaded here either. The download-and-verify
+# * **NORB.** Small NORB (a 263 MB download, about 900 MB unpacked) could not be downloaded here either. The download-and-verify
 #   code exists (`lvae_lib.data`, tested on files in the exact format); Table 2's NORB rows show the
 #   paper's values only. No synthetic number is ever shown as a NORB result.
 # * **Batch norm at evaluation** uses PyTorch's running averages; the authors re-estimated the
