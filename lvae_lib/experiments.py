@@ -16,6 +16,7 @@ several figures is one record, keyed by the hash of its full configuration.
 """
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 from dataclasses import dataclass, field, replace
@@ -147,10 +148,16 @@ def runs_for(target) -> list[Run]:
     return FIGURES[target]
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
+    """The commit of the code this process runs: read once per process, when its first run starts (a
+    sweep's workers keep the code they imported), with ``+dirty`` if ``lvae_lib/`` differs from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or "unknown"
+        head = git("rev-parse", "--short", "HEAD") or "unknown"
+        return head + ("+dirty" if git("status", "--porcelain", "--", "lvae_lib") else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -201,6 +208,7 @@ def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_di
     if not force and store.complete(run, key):
         return store.load(run, key)
     t0 = time.perf_counter()
+    commit = git_commit()  # before training: the code that runs, not the HEAD of hours later
     data = train_data(run.dataset, data_root)
     mcfg, tc = run.configs(b)
     work = Path(work_dir) / b.name
@@ -235,7 +243,7 @@ def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_di
         "provenance": {"wall_seconds": round(time.perf_counter() - t0, 1),
                        "train_seconds": round(sum(r["seconds"] for r in history), 1),
                        "device": str(device) if str(device) == "cpu" else torch.cuda.get_device_name(device),
-                       "torch": torch.__version__, "git_commit": git_commit(),
+                       "torch": torch.__version__, "git_commit": commit,
                        "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")},
     }
     store.write(run, key, record, history, arrays)
