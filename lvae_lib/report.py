@@ -283,9 +283,16 @@ def run_times(df, smoke: bool = False) -> pd.DataFrame:
 
 
 def budget_totals(df) -> pd.DataFrame:
-    """Total measured training hours per budget and dataset, and the number of records behind them."""
+    """Total measured training hours per budget and dataset, and the number of records behind them.
+
+    A fine-tuned record's training time includes its base model's; where the base is a row of ``df``
+    too, it is counted once."""
     if not len(df):
         return pd.DataFrame()
+    ident = ["budget", "dataset", "variant", "layers"]
+    base = df[df["finetune"] == ""].set_index(ident)["train_seconds"]
+    shared = [base.get(tuple(r[c] for c in ident), 0.0) if r["finetune"] else 0.0 for _, r in df.iterrows()]
+    df = df.assign(train_seconds=df["train_seconds"] - shared)
     g = df.groupby(["budget", "dataset_name"]).agg(records=("key", "size"), hours=("train_seconds", "sum"))
     g["hours"] = (g["hours"] / 3600).round(2)
     return g.reset_index()

@@ -92,3 +92,14 @@ def test_claims_never_compare_across_budgets():
     bn = c.loc["batch norm raises the test likelihood of the 5-layer VAE"]
     assert bn["budget"] == "cpu" and bn["verdict"] == "holds"
     assert list(report.claims(df.iloc[:0]).columns) == ["figure", "claim", "ours", "budget", "verdict"]
+
+
+def test_compute_totals_count_a_fine_tuned_models_base_once():
+    df = table(PAPERLIKE)  # 60 s each; the ft record's 60 s stand for base + fine-tuning
+    df.loc[df["finetune"] == "ft", "train_seconds"] = 60.0 + 36.0
+    tot = report.budget_totals(df).set_index("dataset_name")
+    n_mnist = (df["dataset"] == "mnist").sum()
+    assert tot.loc["MNIST", "records"] == n_mnist
+    assert tot.loc["MNIST", "hours"] == round(((n_mnist - 1) * 60.0 + 36.0) / 3600, 2)
+    alone = report.budget_totals(df[df["finetune"] == "ft"])  # without its base: all of it counts
+    assert alone["hours"].iloc[0] == round(96.0 / 3600, 2)
