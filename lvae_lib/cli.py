@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .config import PRESETS, TrainConfig, preset
+from .experiments import FIGURES
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -148,8 +149,6 @@ def main(argv=None) -> int:
     p = sub.add_parser("run", help="train and evaluate every missing run of a figure/table (resumable)",
                        description="Fill results/<budget>/ with the records a figure or table needs; complete "
                                    "records are skipped, interrupted runs resume from their checkpoints in runs/.")
-    from .experiments import FIGURES
-
     p.add_argument("target", nargs="+", choices=[*FIGURES, "all"], metavar="target",
                    help="fig2 ... fig9_10, table1, table2, or all; several are trained as one sweep, in the order given")
     p.add_argument("--budget", default="cpu", choices=["smoke", "cpu", "paper"],

@@ -9,7 +9,7 @@ def table(rows):
     """A records table like ``Store.table`` returns, from (dataset, variant, layers, finetune, test_L1, test_LK, au, kl)."""
     out = []
     for ds, v, L, ft, l1, lk, au, kl in rows:
-        out.append({"dataset": ds, "dataset_name": ds.upper(), "variant": v, "layers": L, "finetune": ft,
+        out.append({"dataset": ds, "dataset_name": ds.upper(), "variant": v, "layers": L, "finetune": ft, "seed": 0,
                     "test_L1": l1, "test_LK": lk, "train_L1": l1 + 1, "K": 1000, "budget": "cpu",
                     "active_units": au, "layer_kl": kl, "key": f"{ds}{v}{L}{ft}", "train_seconds": 60.0})
     df = pd.DataFrame(out)
