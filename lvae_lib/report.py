@@ -213,6 +213,11 @@ def _claim_list(df):
     upper = lambda r: float(np.asarray(r["layer_kl"])[2:].sum())  # noqa: E731
     add(("fig5",), "the LVAE puts more KL (information) into layers 3-5 than VAE+BN+WU", (lv, va),
         lambda: (f"{upper(lv):.2f} vs {upper(va):.2f} nats", upper(lv) > upper(va)))
+    pairs = [(L, _row(df, "mnist", "LVAE+WU", L), _row(df, "mnist", "LVAE+BN+WU", L)) for L in range(2, 6)]
+    pairs = [(L, a, b) for L, a, b in pairs if a is not None and b is not None]
+    out.append((("fig7",), "the LVAE without batch norm (LVAE+WU) is worse than LVAE+BN+WU at every depth (test L_K)",
+                "; ".join(f"L={L}: {a['test_LK']:.2f} vs {b['test_LK']:.2f}" for L, a, b in pairs),
+                all(a["test_LK"] < b["test_LK"] for _, a, b in pairs) if pairs else None))
     ev, ok, _ = _vs_best_vae(df, "test_LK", "omniglot28")
     out.append((("fig8", "table2"), "on OMNIGLOT the LVAE beats the best VAE of the same depth (test L_K)", ev, ok))
     bn, wu = _bn_then_wu(df, "omniglot28")

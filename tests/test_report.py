@@ -64,6 +64,17 @@ def test_claims_fail_when_the_numbers_say_so():
     assert v["warm-up raises it further"] == "holds"  # MNIST unchanged
 
 
+def test_fig7_claim_lvae_without_batch_norm():
+    nobn = ("mnist", "LVAE+WU", 5, "", -95.0, -90.0, AU5, KL5)
+    claim = "the LVAE without batch norm (LVAE+WU) is worse than LVAE+BN+WU at every depth (test L_K)"
+    assert verdicts(table(PAPERLIKE))[claim] == "not run"
+    assert verdicts(table(PAPERLIKE + [nobn]))[claim] == "holds"
+    better = nobn[:5] + (-83.0,) + nobn[6:]  # now above the LVAE+BN+WU's -83.3
+    assert verdicts(table(PAPERLIKE + [better]))[claim] == "does not hold"
+    c = report.claims(table(PAPERLIKE + [nobn]), "fig7")
+    assert claim in set(c["claim"]) and "L=5: -90.00 vs -83.30" in c.set_index("claim").loc[claim, "ours"]
+
+
 def test_claims_of_one_figure():
     c = report.claims(table(PAPERLIKE), "fig4")
     assert len(c) == 2 and (c["figure"] == "fig4").all()
