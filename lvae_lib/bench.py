@@ -32,7 +32,7 @@ from .config import preset
 from .model import LadderVAE
 from .objectives import iw_bound
 from .reference import ReferenceVAE, reference_epoch, reference_loader
-from .train import epoch_batches, make_optimizer, train_step
+from .train import GraphedStep, epoch_batches, make_optimizer, train_step, use_cuda_graphs
 
 BATCH = 256
 
@@ -93,26 +93,36 @@ def time_training(variant: str, steps: int, device="cpu", repeats: int = 3, seed
         for _, xb in epoch_batches(x_dev, BATCH):
             train_step(lib, lib_opt, xb)
 
+    graphed = GraphedStep(lib, lib_opt, BATCH) if use_cuda_graphs(device) else None
+
+    def graphed_epoch():  # what lvae_lib.train.train runs on a GPU
+        for _, xb in epoch_batches(x_dev, BATCH):
+            graphed(xb, 1.0)
+
     reference_epoch(ref, ref_opt, loader, max_steps=3)  # warm-up
     library_epoch()
-    t_ref, t_lib = [], []
-    for _ in range(repeats):  # interleaved, so that drifts in machine speed hit both alike
-        t_ref.append(_timed(lambda: reference_epoch(ref, ref_opt, loader), device) / steps)
-        t_lib.append(_timed(library_epoch, device) / steps)
-    return {"flops": flops, "reference_s": statistics.median(t_ref), "library_s": statistics.median(t_lib)}
+    t = {"reference_s": [], "library_s": [], "graph_s": []}
+    for _ in range(repeats):  # interleaved, so that drifts in machine speed hit all alike
+        t["reference_s"].append(_timed(lambda: reference_epoch(ref, ref_opt, loader), device) / steps)
+        t["library_s"].append(_timed(library_epoch, device) / steps)
+        if graphed is not None:
+            t["graph_s"].append(_timed(graphed_epoch, device) / steps)
+    return {"flops": flops, **{k: statistics.median(v) for k, v in t.items() if v}}
 
 
 def _worker(args):
-    variant, steps, threads = args
+    variant, steps, threads, device = args
     torch.set_num_threads(threads)
-    return time_training(variant, steps, repeats=1)["library_s"]
+    r = time_training(variant, steps, device, repeats=1)
+    return r.get("graph_s", r["library_s"])
 
 
-def time_concurrent(variant: str, steps: int, processes: int) -> float:
-    """Aggregate training steps per second of ``processes`` one-thread processes running at once."""
+def time_concurrent(variant: str, steps: int, processes: int, device="cpu") -> float:
+    """Aggregate training steps per second of ``processes`` one-thread processes running at once
+    (on a GPU: sharing the one card, as ``run --jobs N --device cuda`` does)."""
     ctx = mp.get_context("spawn")
     with ctx.Pool(processes) as pool:  # each process times its own steps, all running at the same time
-        per_step = pool.map(_worker, [(variant, steps, 1)] * processes)
+        per_step = pool.map(_worker, [(variant, steps, 1, device)] * processes)
     return sum(1 / s for s in per_step)
 
 
@@ -181,15 +191,18 @@ def run_benchmark(device="cpu", steps: int = 40, repeats: int = 3, k: int = 5000
     print(f"sgemm peak: {peak:.1f} GFLOP/s on {device_name(device)}, {threads} thread(s)", flush=True)
     for v in variants:
         r = time_training(v, steps, device, repeats)
-        for impl, s in (("reference", r["reference_s"]), ("library", r["library_s"])):
+        impls = [("reference", r["reference_s"]), ("library", r["library_s"])]
+        if "graph_s" in r:
+            impls.append(("library, CUDA graph", r["graph_s"]))
+        for impl, s in impls:
             g = r["flops"] / s / 1e9
             rows.append({"what": "train step", "model": v, "impl": impl, "ms_per_step": 1e3 * s,
                          "epoch_s_60k": s * 60000 / BATCH, "gflops": g, "pct_peak": 100 * g / peak,
                          "speedup_vs_reference": r["reference_s"] / s})
             print(f"{v:11s} {impl:9s} {1e3 * s:7.1f} ms/step  {g:6.1f} GFLOP/s  {100 * g / peak:5.1f}% of peak"
                   f"  x{r['reference_s'] / s:.2f} vs reference", flush=True)
-        if processes > 1 and torch.device(device).type == "cpu":  # one-thread processes: a CPU measure
-            rate = time_concurrent(v, steps, processes)
+        if processes > 1:
+            rate = time_concurrent(v, steps, processes, device)
             g = r["flops"] * rate / 1e9
             rows.append({"what": "train step", "model": v, "impl": f"library, {processes} x 1-thread processes",
                          "ms_per_step": 1e3 / rate, "epoch_s_60k": 60000 / BATCH / rate, "gflops": g,

@@ -17,6 +17,7 @@ several figures is one record, keyed by the hash of its full configuration.
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field, replace
@@ -151,15 +152,18 @@ def runs_for(target) -> list[Run]:
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
     """The commit of the code this process runs: read once per process, when its first run starts (a
-    sweep's workers keep the code they imported), with ``+dirty`` if ``lvae_lib/`` differs from it."""
+    sweep's workers keep the code they imported), with ``+dirty`` if ``lvae_lib/`` differs from it.
+    A copy of the code without its ``.git`` (a cluster node, say) reads ``$LVAE_GIT_COMMIT``."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
 
     try:
-        head = git("rev-parse", "--short", "HEAD") or "unknown"
-        return head + ("+dirty" if git("status", "--porcelain", "--", "lvae_lib") else "")
+        head = git("rev-parse", "--short", "HEAD")
+        if head:
+            return head + ("+dirty" if git("status", "--porcelain", "--", "lvae_lib") else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        pass
+    return os.environ.get("LVAE_GIT_COMMIT", "unknown")
 
 
 # ----------------------------------------------------------------------------- running one record

@@ -57,11 +57,16 @@ class TrainData:
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam (lr 1e-3 in the paper); the fused kernel where this torch build has it."""
+    """Adam (lr 1e-3 in the paper); the fused kernel where this torch build has it.
+
+    On a GPU it is made ``capturable`` (its step count lives on the device), so that
+    :class:`GraphedStep` can capture it in a CUDA graph.
+    """
+    cuda = next(model.parameters()).device.type == "cuda"
     try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True, capturable=cuda)
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(model.parameters(), lr=lr)
+        return torch.optim.Adam(model.parameters(), lr=lr, capturable=cuda)
 
 
 def train_step(model: LadderVAE, opt: torch.optim.Optimizer, xb: torch.Tensor, beta: float = 1.0,
@@ -76,6 +81,80 @@ def train_step(model: LadderVAE, opt: torch.optim.Optimizer, xb: torch.Tensor, b
     loss.backward()
     opt.step()
     return loss.detach(), out
+
+
+def use_cuda_graphs(device) -> bool:
+    """Whether :func:`train` replays its step as a CUDA graph: on a GPU, unless ``LVAE_CUDA_GRAPHS=0``."""
+    return torch.device(device).type == "cuda" and os.environ.get("LVAE_CUDA_GRAPHS", "1") != "0"
+
+
+class GraphedStep:
+    """:func:`train_step` on a full batch, captured once as a CUDA graph and replayed for each batch.
+
+    On a GPU the 5-layer model's step is some 700 small kernels, and launching them one by one
+    from Python costs more than running them; one replay launches them all. The graph reads its
+    batch from ``self.x`` and beta from a device scalar, so the warm-up needs no new capture;
+    a new learning rate (the fine-tuning decays) is captured anew. Capturing needs a few
+    warm-up steps: they are undone, so model and optimizer are exactly as they were.
+    The random draws of a replay come from the CUDA generator's state at that moment, as
+    those of an eager step would.
+    """
+
+    def __init__(self, model: LadderVAE, opt: torch.optim.Optimizer, batch_size: int,
+                 mc_samples: int = 1, iw_samples: int = 1):
+        p0 = next(model.parameters())
+        if p0.device.type != "cuda":
+            raise ValueError(f"GraphedStep needs a model on a CUDA device, not {p0.device}")
+        self.model, self.opt, self.mc, self.iw = model, opt, mc_samples, iw_samples
+        self.x = torch.zeros(batch_size, model.cfg.x_dim, device=p0.device)
+        self.beta = torch.ones((), device=p0.device)
+        self.graph, self.lr = None, None
+        for g in opt.param_groups:  # a checkpoint of a CPU run loads as not capturable
+            g["capturable"] = True
+            for p in g["params"]:
+                st = opt.state.get(p, {})
+                if "step" in st and st["step"].device != p.device:
+                    st["step"] = st["step"].to(p.device, torch.float32)
+
+    def capture(self):
+        """Capture (again) the step with the current learning rate; called by the first step."""
+        model, opt = self.model, self.opt
+        before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        opt_before = {p: {k: v.clone() for k, v in opt.state[p].items()} for p in opt.state}
+        self.graph = None  # frees the memory of an earlier capture
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up, as torch.cuda.graph asks (this also creates Adam's state)
+            for _ in range(3):
+                train_step(model, opt, self.x, self.beta, self.mc, self.iw)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)  # the graph writes the gradients afresh on every replay
+        with torch.cuda.graph(graph):
+            self.loss, self.out = training_loss(model, self.x, self.beta, self.mc, self.iw)
+            self.loss.backward()
+            opt.step()
+        with torch.no_grad():  # undo the warm-up and capture steps, in place: the graph keeps these tensors
+            for k, v in model.state_dict().items():
+                v.copy_(before[k])
+            for p, st in opt.state.items():
+                for k, v in st.items():
+                    if p in opt_before:
+                        v.copy_(opt_before[p][k])
+                    else:  # the state Adam makes on its first step: step 0, zero moments
+                        v.zero_()
+        self.graph, self.lr = graph, opt.param_groups[0]["lr"]
+
+    def __call__(self, xb: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict]:
+        """One step on the full batch ``xb``; returns ``(loss, out)`` as :func:`train_step` does
+        (tensors the next replay overwrites)."""
+        lr = self.opt.param_groups[0]["lr"]
+        if self.graph is None or lr != self.lr:
+            self.capture()
+        self.x.copy_(xb)
+        self.beta.fill_(beta)
+        self.graph.replay()
+        return self.loss.detach(), self.out
 
 
 def epoch_batches(x_train: torch.Tensor, batch_size: int, binarize: bool = True):
@@ -172,6 +251,7 @@ def train(
             _atomic_save({**state, "model": model.state_dict(), "optimizer": opt.state_dict(),
                           "rng": _rng_state(device)}, ckpt_path)
 
+    graphed = GraphedStep(model, opt, tc.batch_size, tc.mc_samples, tc.iw_samples) if use_cuda_graphs(device) else None
     n = len(x_train)
     last = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
     bar = tqdm(range(state["epoch"], last), desc=f"{model_cfg.inference} L={model_cfg.n_layers}",
@@ -187,7 +267,10 @@ def train(
         for s, xb in epoch_batches(x_train, tc.batch_size, data.binarize):
             if len(xb) < 2 and model_cfg.batch_norm:
                 continue  # batch norm needs two rows
-            loss, out = train_step(model, opt, xb, beta, tc.mc_samples, tc.iw_samples)
+            if graphed is not None and len(xb) == tc.batch_size:
+                loss, out = graphed(xb, beta)
+            else:  # on a CPU, and the last, shorter batch of an epoch
+                loss, out = train_step(model, opt, xb, beta, tc.mc_samples, tc.iw_samples)
             if not torch.isfinite(loss):  # the in-memory model is discarded, the checkpoint on disk is good
                 raise DivergenceError(
                     f"non-finite loss at epoch {epoch + 1} (batch starting at {s}) in {_diagnose(out)}; "
