@@ -182,9 +182,10 @@ def _rng_state(device) -> dict:
 
 
 def _set_rng_state(s: dict, device) -> None:
-    torch.set_rng_state(s["cpu"])
+    # a checkpoint loaded with map_location="cuda" has its states on the GPU; the setters want CPU bytes
+    torch.set_rng_state(s["cpu"].cpu())
     if "cuda" in s and torch.device(device).type == "cuda":
-        torch.cuda.set_rng_state(s["cuda"], device)
+        torch.cuda.set_rng_state(s["cuda"].cpu(), device)
 
 
 def _diagnose(out: dict) -> str:
