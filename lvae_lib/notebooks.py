@@ -28,13 +28,21 @@ def execute_notebook(path: str | Path, out: str | Path | None = None, parameters
 
     path = Path(path)
     out = Path(out) if out is not None else path
+    paired = out == path and path.with_suffix(".py").exists()
+    if paired:  # the .py is the reviewed source: take its edits into the .ipynb before running it
+        _sync(path)
     pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name="python3",
                         cwd=str(cwd or path.parent), progress_bar=False)
     nb = nbformat.read(out, as_version=4)
     strip_volatile(nb)
     nbformat.write(nb, out)
-    if out == path and path.with_suffix(".py").exists():
-        from jupytext.cli import jupytext as jupytext_cli
-
-        jupytext_cli(["--quiet", "--sync", str(path)])  # uses jupytext.toml's pairing and filters
+    if paired:
+        _sync(path)
     return out
+
+
+def _sync(path: Path) -> None:
+    """``jupytext --sync``: the newer of the pair gives the inputs, the .ipynb keeps its outputs."""
+    from jupytext.cli import jupytext as jupytext_cli
+
+    jupytext_cli(["--quiet", "--sync", str(path)])  # uses jupytext.toml's pairing and filters

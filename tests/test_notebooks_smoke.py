@@ -34,3 +34,26 @@ def test_notebook_regenerates_at_smoke_budget(nb, results, tmp_path):
     assert any("image/png" in o.get("data", {}) or "text/html" in o.get("data", {})
                for c in executed.cells for o in c.get("outputs", []))
     assert any((results / "smoke").rglob("record.json"))
+
+
+def test_executing_in_place_keeps_an_edit_of_the_py_source(tmp_path):
+    """The .py is the reviewed source: an edit there is what runs, and survives the run."""
+    import os
+    import time
+
+    import nbformat
+    from jupytext.cli import jupytext as jupytext_cli
+
+    from lvae_lib.notebooks import execute_notebook
+
+    (tmp_path / "jupytext.toml").write_text((ROOT / "jupytext.toml").read_text())
+    py, nb = tmp_path / "demo.py", tmp_path / "demo.ipynb"
+    py.write_text("# %%\nprint('old')\n")
+    jupytext_cli(["--quiet", "--sync", str(py)])
+    py.write_text("# %%\nprint('edited')\n")
+    later = time.time() + 5
+    os.utime(py, (later, later))  # the edit is newer than the .ipynb
+    execute_notebook(nb)
+    outputs = [o.get("text", "") for c in nbformat.read(nb, as_version=4).cells for o in c.get("outputs", [])]
+    assert outputs == ["edited\n"]
+    assert "print('edited')" in py.read_text()
