@@ -45,12 +45,20 @@ df = E.collect("all", ("paper", "cpu", "smoke"), results_dir or None)
 # `python -m lvae_lib bench` (or `make bench`) times, in one run, the machine's fp32 matmul peak, a
 # training step of the 5-layer VAE and LVAE in a plain reference implementation
 # (`lvae_lib/reference.py`: `DataLoader`, `torch.distributions`, default Adam) and in the library,
-# and the throughput of $\mathcal{L}_{5000}$. Its CSV is committed under `results/bench/`. GPU timings
-# appear here once `python -m lvae_lib bench --device cuda` has been run on one (it writes
-# `results/bench/gpu.csv`); no GPU was available when these numbers were made.
+# and the throughput of $\mathcal{L}_{5000}$. Its CSVs are committed under `results/bench/`:
+# `cpu.csv` from this book's 2-core machine, `gpu.csv` from one H100 lent for one session
+# (`bench --device cuda --processes 4`, with the CUDA MPS daemon running).
 # On this shared 2-core machine, three runs of the benchmark within an hour gave library step times of
 # 21.9 to 25.4 ms for the 5-layer LVAE (1.21 to 1.27 times the reference): read the table with
 # that spread in mind.
+#
+# On the GPU the model is far too small to keep the card busy. One eager step is some 700 small
+# kernels, and launching them from Python is the cost: about 20 ms a step, as slow as the 2-core CPU.
+# So `train` captures the step once as a CUDA graph (`lvae_lib.train.GraphedStep`) and replays it,
+# which takes about 3 ms. Several runs share the card well (the `4 x 1-thread processes` rows).
+# In the paper-budget runs, four graphed runs at once each trained about one epoch per second, so a
+# 2000-epoch run takes about 35 minutes on a shared H100. That session's 30 minutes of device time
+# did not finish any.
 
 # %%
 report.bench_table(results_dir or None)
