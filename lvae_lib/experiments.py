@@ -20,6 +20,7 @@ import functools
 import os
 import subprocess
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -248,7 +249,8 @@ def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_di
                        "train_seconds": round(sum(r["seconds"] for r in history), 1),
                        "device": str(device) if str(device) == "cpu" else torch.cuda.get_device_name(device),
                        "torch": torch.__version__, "git_commit": commit,
-                       "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")},
+                       "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
+                       "epochs_by_device": dict(Counter(r.get("device", "unrecorded") for r in history))},
     }
     store.write(run, key, record, history, arrays)
     return record

@@ -252,6 +252,7 @@ def train(
             _atomic_save({**state, "model": model.state_dict(), "optimizer": opt.state_dict(),
                           "rng": _rng_state(device)}, ckpt_path)
 
+    where = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "cpu"
     graphed = GraphedStep(model, opt, tc.batch_size, tc.mc_samples, tc.iw_samples) if use_cuda_graphs(device) else None
     n = len(x_train)
     last = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
@@ -287,6 +288,7 @@ def train(
         if epoch + 1 in tc.kl_snapshot_epochs:
             state["kl_snapshots"][epoch + 1] = [u.tolist() for u in analysis.unit_kl(model, data.x_test)]
         rec["seconds"] = time.perf_counter() - t0
+        rec["device"] = where  # a run resumed elsewhere says which epochs ran where
         state["history"].append(rec)
         state["epoch"] = epoch + 1
         bar.set_postfix(elbo=f"{rec['train_elbo']:.2f}", beta=f"{beta:.2f}")

@@ -65,6 +65,13 @@ def test_two_jobs_write_the_same_records_as_one(one_job, tmp_path):
     assert not again.done and len(again.skipped) == 3
 
 
+def test_records_say_which_device_ran_each_epoch(one_job):
+    for rec in one_job.rglob("record.json"):
+        m = pd.read_csv(rec.parent / "metrics.csv")
+        assert set(m["device"]) == {"cpu"}
+        assert json.loads(rec.read_text())["provenance"]["epochs_by_device"] == {"cpu": len(m)}
+
+
 def test_local_fault_is_retried_and_a_hopeless_run_reported_by_name(tmp_path):
     once = {"label": "VAE-L1", "times": 1, "dir": str(tmp_path / "faults1")}
     rep = sweep(RUNS[:2], "smoke", jobs=2, threads=1, retries=1, results_dir=tmp_path / "r1", work_dir=tmp_path / "w1",
