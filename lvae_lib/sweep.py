@@ -23,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -53,13 +55,15 @@ def _name(run: E.Run) -> str:
 
 
 def _fault(inject: dict | None, run: E.Run) -> None:
-    """Test hook: fail the first ``times`` attempts of the run labelled ``label`` (counted in files under ``dir``)."""
+    """Test hook: fail the first ``times`` attempts of the run labelled ``label`` (counted in files under
+    ``dir``); with ``sleep``, first wait that many seconds, as a long run would."""
     if not inject or inject["label"] != run.label:
         return
     d = Path(inject["dir"])
     d.mkdir(parents=True, exist_ok=True)
     n = len(list(d.glob(f"{run.label}.*")))
     (d / f"{run.label}.{n}").touch()
+    time.sleep(inject.get("sleep", 0))
     if n < inject["times"]:
         raise RuntimeError(f"injected fault (attempt {n + 1})")
 
@@ -127,6 +131,9 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
     bar = tqdm(total=len(todo), desc=f"{desc} [{b.name}]", unit="run",
                disable=not progress or not todo)
     runner = _run_ray if backend == "ray" else _run_local
+    on_term = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():  # `kill <pid>` stops the workers too, as Ctrl-C does
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         for wave in waves:
             if wave:
@@ -134,9 +141,15 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
                        num_gpus=num_gpus, retries=retries, address=address, work_dir=work_dir,
                        data_root=data_root, inject=inject_fault)
     finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_term)
         bar.close()
         report.seconds = time.perf_counter() - t0
     return report
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def plan_waves(todo: list, store: Store, budget: E.Budget) -> list[list]:

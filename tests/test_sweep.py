@@ -2,6 +2,9 @@
 retried, then reported by name; a second invocation only runs what is missing."""
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +87,27 @@ def test_local_fault_is_retried_and_a_hopeless_run_reported_by_name(tmp_path):
     assert list(rep.failed) == ["mnist/VAE-L1"] and "injected fault" in rep.failed["mnist/VAE-L1"]
     assert rep.done == ["mnist/LVAE+BN+WU-L2"]
     assert len(list((tmp_path / "r2").rglob("record.json"))) == 1  # nothing half-written for the failed run
+
+
+def test_sigterm_stops_the_workers_with_the_sweep(tmp_path):
+    """`kill <sweep pid>` must not leave a worker training on and writing checkpoints behind it."""
+    hook = {"label": "VAE-L1", "times": 0, "dir": str(tmp_path / "started"), "sleep": 120}
+    code = (f"from lvae_lib.sweep import sweep; from lvae_lib.experiments import Run; "
+            f"sweep([Run('mnist', 'VAE', 1)], 'smoke', threads=1, results_dir={str(tmp_path / 'r')!r}, "
+            f"work_dir={str(tmp_path / 'w')!r}, progress=False, inject_fault={hook!r})")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 120
+    while not (tmp_path / "started").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)  # until the worker runs (and sleeps in the hook)
+    assert proc.poll() is None, "the sweep ended before its worker started"
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert children
+    proc.terminate()
+    assert proc.wait(timeout=60) != 0
+    time.sleep(2)
+    alive = [c for c in children if Path(f"/proc/{c}").exists()
+             and "State:\tZ" not in Path(f"/proc/{c}/status").read_text()]
+    assert not alive, f"workers still running after the sweep was killed: {alive}"
 
 
 def test_unknown_backend_and_bad_jobs_are_refused():
