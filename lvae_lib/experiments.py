@@ -205,7 +205,7 @@ def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_di
     """Train and evaluate ``run`` unless its record is complete; returns the record."""
     from . import results
     from .data import DISPLAY_NAMES, train_data
-    from .train import train
+    from .train import device_label, train
 
     b = get_budget(budget) if isinstance(budget, str) else budget
     store = results.Store(results_dir, b.name)
@@ -247,7 +247,7 @@ def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_di
         "summary": summary,
         "provenance": {"wall_seconds": round(time.perf_counter() - t0, 1),
                        "train_seconds": round(sum(r["seconds"] for r in history), 1),
-                       "device": str(device) if str(device) == "cpu" else torch.cuda.get_device_name(device),
+                       "device": device_label(device),
                        "torch": torch.__version__, "git_commit": commit,
                        "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
                        "epochs_by_device": dict(Counter(r.get("device", "unrecorded") for r in history))},

@@ -132,7 +132,8 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
                disable=not progress or not todo)
     runner = _run_ray if backend == "ray" else _run_local
     on_term = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is threading.main_thread():  # `kill <pid>` stops the workers too, as Ctrl-C does
+    in_main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    if in_main:  # `kill <pid>` stops the workers too, as Ctrl-C does
         signal.signal(signal.SIGTERM, _interrupt)
     try:
         for wave in waves:
@@ -141,7 +142,7 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
                        num_gpus=num_gpus, retries=retries, address=address, work_dir=work_dir,
                        data_root=data_root, inject=inject_fault)
     finally:
-        if threading.current_thread() is threading.main_thread():
+        if in_main:
             signal.signal(signal.SIGTERM, on_term)
         bar.close()
         report.seconds = time.perf_counter() - t0

@@ -83,6 +83,11 @@ def train_step(model: LadderVAE, opt: torch.optim.Optimizer, xb: torch.Tensor, b
     return loss.detach(), out
 
 
+def device_label(device) -> str:
+    """How records name a device: the GPU's model (``NVIDIA H100 80GB HBM3``), else the device string."""
+    return torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else str(device)
+
+
 def use_cuda_graphs(device) -> bool:
     """Whether :func:`train` replays its step as a CUDA graph: on a GPU, unless ``LVAE_CUDA_GRAPHS=0``."""
     return torch.device(device).type == "cuda" and os.environ.get("LVAE_CUDA_GRAPHS", "1") != "0"
@@ -252,7 +257,7 @@ def train(
             _atomic_save({**state, "model": model.state_dict(), "optimizer": opt.state_dict(),
                           "rng": _rng_state(device)}, ckpt_path)
 
-    where = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "cpu"
+    where = device_label(device)
     graphed = GraphedStep(model, opt, tc.batch_size, tc.mc_samples, tc.iw_samples) if use_cuda_graphs(device) else None
     n = len(x_train)
     last = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
