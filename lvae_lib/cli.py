@@ -96,19 +96,33 @@ def cmd_figures(a) -> int:
 
 def cmd_run(a) -> int:
     from . import experiments as E
+    from . import results
     from .sweep import sweep
 
+    from dataclasses import replace
+
+    runs = E.runs_for(a.target)
+    if a.only:
+        labels = {r.label for r in runs}
+        bad = [x for x in a.only if x not in labels]
+        if bad:
+            print(f"error: --only {' '.join(bad)}: no such run in {' '.join(a.target)}; "
+                  f"choose from {', '.join(sorted(labels))}", file=sys.stderr)
+            return 2
+        runs = [r for label in dict.fromkeys(a.only) for r in runs if r.label == label]  # in the order given
+    runs = [replace(r, seed=s) for s in a.seed for r in runs]
     try:
-        rep = sweep(a.target, a.budget, jobs=a.jobs, backend=a.backend, address=a.address, device=a.device,
+        rep = sweep(runs, a.budget, jobs=a.jobs, backend=a.backend, address=a.address, device=a.device,
                     threads=a.threads, num_gpus=a.num_gpus, retries=a.retries, results_dir=a.results_dir,
-                    work_dir=a.work_dir, data_root=a.data_dir, seed=a.seed)
+                    work_dir=a.work_dir, data_root=a.data_dir)
     except KeyboardInterrupt:
         print("\ninterrupted: the records written so far are complete, the runs in progress left their "
               "checkpoints; run the same command again to continue", file=sys.stderr)
         return 130
     print(rep)
-    df = E.collect(a.target, (E.get_budget(a.budget).name,), a.results_dir, seed=a.seed)
-    cols = ["dataset", "label", "train_L1", "test_L1", "test_LK", "train_seconds"]
+    b = E.get_budget(a.budget)
+    df = results.Store(a.results_dir or E.DEFAULT_RESULTS, b.name).table(runs, b)
+    cols = ["dataset", "label", "seed", "train_L1", "test_L1", "test_LK", "train_seconds"]
     print(df[cols].round(2).to_string(index=False) if len(df) else "no complete records")
     return 1 if rep.failed else 0
 
@@ -155,7 +169,10 @@ def main(argv=None) -> int:
                    help="smoke (seconds, checks the code path), cpu (hours per model on a CPU), paper (the paper's "
                         "protocol, for a GPU); default: %(default)s")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, nargs="+", default=[0], metavar="SEED",
+                   help="training seed(s); several (--seed 0 1 2) train every run once per seed (default: 0)")
+    p.add_argument("--only", nargs="+", default=None, metavar="LABEL",
+                   help="only these runs of the targets, by label (e.g. --only LVAE+BN+WU-L5 VAE+BN+WU-L5)")
     p.add_argument("--results-dir", default=None, help="default: the repository's results/")
     p.add_argument("--work-dir", default=None, help="checkpoints; default: the repository's runs/")
     p.add_argument("--data-dir", default=None)

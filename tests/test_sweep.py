@@ -75,6 +75,17 @@ def test_records_say_which_device_ran_each_epoch(one_job):
         assert json.loads(rec.read_text())["provenance"]["epochs_by_device"] == {"cpu": len(m)}
 
 
+def test_records_keep_per_image_estimates_that_average_to_the_summary(one_job):
+    for rec in one_job.rglob("record.json"):
+        s = json.loads(rec.read_text())["summary"]
+        with np.load(rec.parent / "arrays.npz") as a:
+            for name in ("test_L1", "test_LK"):
+                per = a[f"{name}_per_image"]
+                assert per.shape == (E.get_budget("smoke").test_subset,) and np.isfinite(per).all()
+                assert per.mean(dtype=np.float64) == pytest.approx(s[name], abs=1e-3)
+            assert (a["test_LK_per_image"] >= a["test_L1_per_image"] - 5).mean() > 0.9  # L_K >= L_1 mostly
+
+
 def test_local_fault_is_retried_and_a_hopeless_run_reported_by_name(tmp_path):
     once = {"label": "VAE-L1", "times": 1, "dir": str(tmp_path / "faults1")}
     rep = sweep(RUNS[:2], "smoke", jobs=2, threads=1, retries=1, results_dir=tmp_path / "r1", work_dir=tmp_path / "w1",
