@@ -51,6 +51,13 @@ def unit_kl(model: LadderVAE, x: torch.Tensor, n_samples: int = 1, batch_size: i
     return [(sum(p[i] for p in parts) / n).cpu().numpy() for i in range(model.cfg.n_layers)]
 
 
+def layer_kl_per_image(model: LadderVAE, x: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+    """KL[q_i | p_i] of every image (rows) and layer (columns), one sample each: its mean over the rows
+    estimates :func:`layer_kl`, and two models' rows on the same images give a paired difference."""
+    parts = _batched(model, x, 1, batch_size, lambda o: torch.stack([k.sum(-1).mean(0) for k in o["kl_units"]], 1))
+    return torch.cat(parts).cpu().numpy()
+
+
 def layer_kl(model: LadderVAE, x: torch.Tensor, **kw) -> np.ndarray:
     """Mean KL[q_i | p_i] per layer, bottom to top (Fig. 5)."""
     return np.array([u.sum() for u in unit_kl(model, x, **kw)])

@@ -114,7 +114,7 @@ def cmd_run(a) -> int:
     try:
         rep = sweep(runs, a.budget, jobs=a.jobs, backend=a.backend, address=a.address, device=a.device,
                     threads=a.threads, num_gpus=a.num_gpus, retries=a.retries, results_dir=a.results_dir,
-                    work_dir=a.work_dir, data_root=a.data_dir)
+                    work_dir=a.work_dir, data_root=a.data_dir, refresh=a.refresh)
     except KeyboardInterrupt:
         print("\ninterrupted: the records written so far are complete, the runs in progress left their "
               "checkpoints; run the same command again to continue", file=sys.stderr)
@@ -173,6 +173,9 @@ def main(argv=None) -> int:
                    help="training seed(s); several (--seed 0 1 2) train every run once per seed (default: 0)")
     p.add_argument("--only", nargs="+", default=None, metavar="LABEL",
                    help="only these runs of the targets, by label (e.g. --only LVAE+BN+WU-L5 VAE+BN+WU-L5)")
+    p.add_argument("--refresh", action="store_true",
+                   help="also retrain complete records that have no per-image estimates (made before records kept "
+                        "them), so that their claims get an interval; each new record says whether it reproduced the old")
     p.add_argument("--results-dir", default=None, help="default: the repository's results/")
     p.add_argument("--work-dir", default=None, help="checkpoints; default: the repository's runs/")
     p.add_argument("--data-dir", default=None)

@@ -1,12 +1,13 @@
 """Paper-vs-ours tables and the per-figure data the notebooks plot, read from the results store."""
 from __future__ import annotations
 
-import operator
+import functools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import evidence as ev
 from . import paper
 from .results import Store
 
@@ -149,110 +150,200 @@ def reproduction_table(df) -> pd.DataFrame:
     return out
 
 
-def _row(df, dataset, variant, layers, finetune=""):
-    d = df[(df["dataset"] == dataset) & (df["variant"] == variant) & (df["layers"] == layers) & (df["finetune"] == finetune)]
-    return d.iloc[0] if len(d) else None
+def _gap(r):
+    return r["test_LK"] - r["test_L1"]
+
+
+# metric -> (value of a record's table row, its per-test-image values from the record's arrays, or None)
+METRICS = {
+    "test_LK": (lambda r: r["test_LK"], lambda a: a.get("test_LK_per_image")),
+    "test_L1": (lambda r: r["test_L1"], lambda a: a.get("test_L1_per_image")),
+    # L_K - L_1: how much importance sampling still adds, i.e. how loose the bound L_1 is
+    "bound_gap": (_gap, lambda a: a["test_LK_per_image"] - a["test_L1_per_image"] if "test_LK_per_image" in a else None),
+    # KL[q|p] summed over layers 3-5 (Fig. 5)
+    "kl_upper": (lambda r: float(np.asarray(r["layer_kl"])[2:].sum()),
+                 lambda a: a["layer_kl_per_image"][:, 2:].sum(1) if "layer_kl_per_image" in a else None),
+    "active_total": (lambda r: float(sum(r["active_units"])), lambda a: None),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _arrays_at(path: str) -> dict:
+    f = Path(path) / "arrays.npz"
+    if not f.exists():
+        return {}
+    with np.load(f) as a:
+        return dict(a)
+
+
+def _model(df, dataset, variant, layers, finetune=""):
+    """The rows of one model in ``df``, one per seed."""
+    return df[(df["dataset"] == dataset) & (df["variant"] == variant) & (df["layers"] == layers)
+              & (df["finetune"] == finetune)]
 
 
 def _best_vae(df, dataset, layers, metric):
+    """The rows of the bottom-up variant with the highest mean ``metric`` at this depth (chosen on the
+    same records it is then compared on, as the paper's "best VAE" is)."""
     d = df[(df["dataset"] == dataset) & df["variant"].str.startswith("VAE") & (df["layers"] == layers) & (df["finetune"] == "")]
-    return d.loc[d[metric].idxmax()] if len(d) else None
+    if not len(d):
+        return d
+    value = METRICS[metric][0]
+    best = d.assign(_v=[value(r) for _, r in d.iterrows()]).groupby("variant")["_v"].mean().idxmax()
+    return d[d["variant"] == best]
 
 
-def _per_depth(df, metric, a, b=None, holds=operator.ge, dataset="mnist", depths=range(2, 6)):
-    """(evidence, holds) for variant ``a`` against ``b`` at every depth that has both records; ``b=None``
-    is the best VAE of each depth, named in the evidence. None where no depth has both."""
-    parts, verdicts = [], []
+def _values(rows, metric) -> str:
+    v = np.array([METRICS[metric][0](r) for _, r in rows.iterrows()])
+    return f"{v.mean():.2f}" if len(v) == 1 else f"{v.mean():.2f} ± {v.std(ddof=1):.2f} (n={len(v)})"
+
+
+def compare(a, b, metric: str, side: int = 1):
+    """The evidence on "model ``a`` - model ``b`` lies on ``side``" for ``metric``: ``(text, intervals,
+    verdict)``. ``a`` and ``b`` are the rows (one per seed) of two models of one budget; the intervals
+    are those of :mod:`lvae_lib.evidence` that the records allow (per test image, over seeds)."""
+    value, per_image = METRICS[metric]
+    text = f"{_values(a, metric)} vs {_values(b, metric)}"
+    pa = {r["seed"]: per_image(_arrays_at(r["path"])) for _, r in a.iterrows() if "path" in r}
+    pb = {r["seed"]: per_image(_arrays_at(r["path"])) for _, r in b.iterrows() if "path" in r}
+    common = sorted(s for s in set(pa) & set(pb) if pa[s] is not None and pb[s] is not None
+                    and pa[s].shape == pb[s].shape)
+    intervals = []
+    if common:
+        intervals.append(ev.paired(np.mean([pa[s] for s in common], 0), np.mean([pb[s] for s in common], 0)))
+    intervals.append(ev.over_seeds([value(r) for _, r in a.iterrows()], [value(r) for _, r in b.iterrows()]))
+    intervals = [iv for iv in intervals if iv is not None]
+    return text, intervals, ev.verdict(intervals, side)
+
+
+def _claim(parts):
+    """One claim's row fields from its parts [(name, (text, intervals, verdict)) or (name, None)]."""
+    parts = [(n, p) for n, p in parts if p is not None]
+    if not parts:
+        return "", "", ev.NOT_RUN
+    name = lambda n, s: f"{n}: {s}" if n else s  # noqa: E731
+    ours = "; ".join(name(n, p[0]) for n, p in parts)
+    ivs = "; ".join(name(n, ", ".join(map(str, p[1])) or "no interval: one seed and no per-image estimates")
+                    for n, p in parts)
+    return ours, ivs, ev.combine(p[2] for _, p in parts)
+
+
+def _pair(df, a, b, metric, side=1, dataset="mnist", layers=5, fa="", fb="", layers_b=None):
+    ra, rb = _model(df, dataset, a, layers, fa), _model(df, dataset, b, layers_b or layers, fb)
+    return compare(ra, rb, metric, side) if len(ra) and len(rb) else None
+
+
+def _per_depth(df, metric, a, b=None, side=1, dataset="mnist", depths=range(2, 6)):
+    """Parts of "``a`` beats ``b`` at every depth"; ``b=None`` is the best VAE of each depth, named."""
+    parts = []
     for L in depths:
-        ra = _row(df, dataset, a, L)
-        rb = _best_vae(df, dataset, L, metric) if b is None else _row(df, dataset, b, L)
-        if ra is None or rb is None:
-            continue
-        parts.append(f"L={L}: {ra[metric]:.2f} vs {rb[metric]:.2f}" + (f" ({rb['variant']})" if b is None else ""))
-        verdicts.append(bool(holds(ra[metric], rb[metric])))
-    return "; ".join(parts), (all(verdicts) if verdicts else None)
+        ra = _model(df, dataset, a, L)
+        rb = _best_vae(df, dataset, L, metric) if b is None else _model(df, dataset, b, L)
+        if len(ra) and len(rb):
+            text, ivs, v = compare(ra, rb, metric, side)
+            parts.append((f"L={L}", (text + (f" ({rb['variant'].iloc[0]})" if b is None else ""), ivs, v)))
+    return parts
 
 
-def _pair(df, a, b, metric, layers=5, dataset="mnist", fa="", fb=""):
-    ra, rb = _row(df, dataset, a[0], layers, fa), _row(df, dataset, b[0], layers, fb)
-    if ra is None or rb is None:
-        return "", None
-    return f"{a[1]} {ra[metric]:.2f} vs {b[1]} {rb[metric]:.2f}", bool(ra[metric] >= rb[metric])
+def _steps(df, variant, metric, dataset="mnist", depths=range(2, 6)):
+    """Parts of "``variant`` improves with each added layer": L against L-1, step by step."""
+    parts = []
+    for lo, hi in zip(depths, list(depths)[1:]):
+        ra, rb = _model(df, dataset, variant, hi), _model(df, dataset, variant, lo)
+        if len(ra) and len(rb):
+            parts.append((f"{lo}→{hi}", compare(ra, rb, metric)))
+    return parts
 
 
-def _bn_then_wu(df, dataset):
-    """(evidence, holds) for VAE+BN against VAE, then VAE+BN+WU against VAE+BN (5 layers, test L_K)."""
-    return (_pair(df, ("VAE+BN", "VAE+BN"), ("VAE", "VAE"), "test_LK", dataset=dataset),
-            _pair(df, ("VAE+BN+WU", "VAE+BN+WU"), ("VAE+BN", "VAE+BN"), "test_LK", dataset=dataset))
+def _active_every_layer(df, variant="LVAE+BN+WU", layers=5):
+    """Active units are a count per record: the claim holds when every seed has some in every layer,
+    does not hold when every seed has a layer without any."""
+    rows = _model(df, "mnist", variant, layers)
+    if not len(rows):
+        return None
+    counts = [list(r["active_units"]) for _, r in rows.iterrows()]
+    ok = [min(c) > 0 for c in counts]
+    v = ev.HOLDS if all(ok) else ev.FAILS if not any(ok) else ev.OPEN
+    return "; ".join(f"LVAE {c}" for c in counts), [], v
 
 
 def _claim_list(df):
-    """(figures, claim, evidence, holds) for each claim of the paper; holds is None where the records
-    cannot test it (a record is missing)."""
-    out = []
-
-    def add(figs, text, rows, test):
-        ok = all(r is not None for r in rows)
-        out.append((figs, text, *(test() if ok else ("", None))))
-
-    for metric, text in (("test_L1", "LVAE+BN+WU beats the best VAE of the same depth on test L_1 (MNIST, 2-5 layers)"),
-                         ("test_LK", "... and on test L_K, the estimate of log p(x)")):
-        out.append((("fig3", "fig7"), text, *_per_depth(df, metric, "LVAE+BN+WU")))
-    lv, va = _row(df, "mnist", "LVAE+BN+WU", 5), _row(df, "mnist", "VAE+BN+WU", 5)
-    gap = lambda r: r["test_LK"] - r["test_L1"]  # noqa: E731
-    add(("fig3",), "the LVAE's bound is tighter: L_K - L_1 smaller than VAE+BN+WU's (5 layers)", (lv, va),
-        lambda: (f"{gap(lv):.2f} vs {gap(va):.2f} nats", bool(gap(lv) <= gap(va))))
-    bn, wu = _bn_then_wu(df, "mnist")
-    out.append((("fig2", "fig3"), "batch norm raises the test likelihood of the 5-layer VAE", *bn))
-    out.append((("fig2", "fig3"), "warm-up raises it further", *wu))
-    l2 = _row(df, "mnist", "LVAE+BN+WU", 2)
-    add(("fig3",), "the LVAE improves with depth: 5 layers beat 2 (test L_K)", (l2, lv),
-        lambda: (f"{lv['test_LK']:.2f} vs {l2['test_LK']:.2f}", bool(lv["test_LK"] >= l2["test_LK"])))
-    au = lambda r: list(r["active_units"])  # noqa: E731
-    add(("fig4",), "the LVAE keeps active units in every layer (5 layers)", (lv,),
-        lambda: (f"LVAE {au(lv)}", all(u > 0 for u in au(lv))))
-    add(("fig4",), "... and more active units in total than VAE+BN+WU", (lv, va),
-        lambda: (f"{sum(au(lv))} vs {sum(au(va))} ({au(va)})", sum(au(lv)) > sum(au(va))))
-    upper = lambda r: float(np.asarray(r["layer_kl"])[2:].sum())  # noqa: E731
-    add(("fig5",), "the LVAE puts more KL (information) into layers 3-5 than VAE+BN+WU", (lv, va),
-        lambda: (f"{upper(lv):.2f} vs {upper(va):.2f} nats", upper(lv) > upper(va)))
-    out.append((("fig7",), "the LVAE without batch norm (LVAE+WU) is worse than LVAE+BN+WU at every depth (test L_K)",
-                *_per_depth(df, "test_LK", "LVAE+WU", "LVAE+BN+WU", operator.lt)))
-    out.append((("fig8", "table2"), "on OMNIGLOT the LVAE beats the best VAE of the same depth (test L_K)",
-                *_per_depth(df, "test_LK", "LVAE+BN+WU", dataset="omniglot28")))
-    bn, wu = _bn_then_wu(df, "omniglot28")
-    out.append((("fig8", "table2"), "on OMNIGLOT too, batch norm raises the test likelihood of the 5-layer VAE", *bn))
-    out.append((("fig8", "table2"), "... and warm-up raises it further", *wu))
-    ft, ft10 = (_row(df, "mnist", "LVAE+BN+WU", 5, f) for f in ("ft", "ft-iw10"))
-    add(("table1",), "fine-tuning (10 MC samples, annealed lr) improves L_K", (lv, ft),
-        lambda: (f"{ft['test_LK']:.2f} vs {lv['test_LK']:.2f}", bool(ft["test_LK"] >= lv["test_LK"])))
-    add(("table1",), "training with 10 importance samples improves it further", (ft, ft10),
-        lambda: (f"{ft10['test_LK']:.2f} vs {ft['test_LK']:.2f}", bool(ft10["test_LK"] >= ft["test_LK"])))
+    """(figures, claim, parts) for each claim of the paper; a part is (name, compare(...)) or (name, None)
+    where a record is missing."""
+    lv = "LVAE+BN+WU"
+    out = [
+        (("fig3", "fig7"), "LVAE+BN+WU beats the best VAE of the same depth on test L_1 (MNIST, 2-5 layers)",
+         _per_depth(df, "test_L1", lv)),
+        (("fig3", "fig7"), "... and on test L_K, the estimate of log p(x)", _per_depth(df, "test_LK", lv)),
+        (("fig3",), "the LVAE's bound is tighter: L_K - L_1 smaller than VAE+BN+WU's (5 layers)",
+         [("", _pair(df, lv, "VAE+BN+WU", "bound_gap", -1))]),
+        (("fig2", "fig3"), "batch norm raises the test likelihood of the 5-layer VAE",
+         [("", _pair(df, "VAE+BN", "VAE", "test_LK"))]),
+        (("fig2", "fig3"), "warm-up raises it further", [("", _pair(df, "VAE+BN+WU", "VAE+BN", "test_LK"))]),
+        (("fig3",), "the LVAE improves with each added layer, 2→3→4→5 (test L_1, as the paper's text)",
+         _steps(df, lv, "test_L1")),
+        (("fig3",), "the plain VAE does not improve past one layer: each deeper VAE is below the 1-layer one (test L_1)",
+         [(f"L={L}", _pair(df, "VAE", "VAE", "test_L1", -1, layers=L, layers_b=1)) for L in range(2, 6)]),
+        (("fig3",), "VAE+BN+WU improves up to three layers, 1→2→3 (test L_1)",
+         _steps(df, "VAE+BN+WU", "test_L1", depths=range(1, 4))),
+        (("fig4",), "the LVAE keeps active units in every layer (5 layers)", [("", _active_every_layer(df))]),
+        (("fig4",), "... and more active units in total than VAE+BN+WU",
+         [("", _pair(df, lv, "VAE+BN+WU", "active_total"))]),
+        (("fig5",), "the LVAE puts more KL (information) into layers 3-5 than VAE+BN+WU",
+         [("", _pair(df, lv, "VAE+BN+WU", "kl_upper"))]),
+        (("fig7",), "the LVAE without batch norm (LVAE+WU) is worse than LVAE+BN+WU at every depth (test L_K)",
+         _per_depth(df, "test_LK", "LVAE+WU", lv, side=-1)),
+        (("fig8", "table2"), "on OMNIGLOT the LVAE beats the best VAE of the same depth (test L_K)",
+         _per_depth(df, "test_LK", lv, dataset="omniglot28")),
+        (("fig8", "table2"), "on OMNIGLOT too, batch norm raises the test likelihood of the 5-layer VAE",
+         [("", _pair(df, "VAE+BN", "VAE", "test_LK", dataset="omniglot28"))]),
+        (("fig8", "table2"), "... and warm-up raises it further",
+         [("", _pair(df, "VAE+BN+WU", "VAE+BN", "test_LK", dataset="omniglot28"))]),
+        (("table1",), "fine-tuning (10 MC samples, annealed lr) improves L_K, against the same extra epochs "
+                      "with one sample (the control)", [("", _pair(df, lv, lv, "test_LK", fa="ft", fb="ft-control"))]),
+        (("table1",), "training with 10 importance samples improves it further",
+         [("", _pair(df, lv, lv, "test_LK", fa="ft-iw10", fb="ft"))]),
+    ]
     return out
 
 
-def claims(df, figure: str | None = None) -> pd.DataFrame:
-    """The paper's claims that ``df``'s records test, each with our evidence and whether it holds.
+CLAIM_COLUMNS = ["figure", "claim", "budget", "ours", "interval (A - B, 95%)", "verdict"]
 
-    A claim compares records of one budget only: it is tested in the largest budget whose records
-    can test it, and that budget is named. ``figure`` (e.g. ``"fig3"``) keeps the claims of one figure.
-    At the ``smoke`` budget a verdict says nothing about the method.
+
+def claims(df, figure: str | None = None) -> pd.DataFrame:
+    """The paper's claims that ``df``'s records test: our evidence, its intervals and the verdict of
+    :func:`lvae_lib.evidence.verdict` (holds / does not hold / not resolved; "not run" where a record is missing).
+
+    A claim compares records of one budget only. It gets a row for every budget (paper, cpu) whose
+    records can test it; ``smoke`` records (which say nothing about the method) only where no larger
+    budget can. Rows of several seeds of a model are all used. ``figure`` (e.g. ``"fig3"``) keeps the
+    claims of one figure.
     """
-    cols = ["figure", "claim", "ours", "budget", "verdict"]
     if not len(df):
-        return pd.DataFrame(columns=cols)
-    order = {c[1]: i for i, c in enumerate(_claim_list(df))}  # every claim some budget can test, in order
-    found: dict[str, dict] = {}
+        return pd.DataFrame(columns=CLAIM_COLUMNS)
+    rows: dict[str, list] = {}
+    order: list[str] = []
     for b in BUDGET_ORDER:
-        sub = df[df["budget"] == b] if len(df) else df
-        for figs, claim, evidence, ok in _claim_list(sub):
+        sub = df[df["budget"] == b]
+        for figs, claim, parts in _claim_list(sub):
             if figure is not None and figure not in figs:
                 continue
-            if claim not in found or (found[claim]["verdict"] == "not run" and ok is not None):
-                verdict = "not run" if ok is None else ("holds" if ok else "does not hold")
-                found[claim] = {"figure": ", ".join(figs), "claim": claim, "ours": evidence or "-",
-                                "budget": b if ok is not None else "", "verdict": verdict}
-    return pd.DataFrame(sorted(found.values(), key=lambda r: order.get(r["claim"], len(order))), columns=cols)
+            if claim not in order:
+                order.append(claim)
+            ours, ivs, verdict = _claim(parts)
+            tested = [x for x in rows.get(claim, []) if x["verdict"] != ev.NOT_RUN]
+            if verdict == ev.NOT_RUN or (b == "smoke" and tested):
+                continue
+            rows.setdefault(claim, []).append({"figure": ", ".join(figs), "claim": claim, "budget": b, "ours": ours,
+                                               "interval (A - B, 95%)": ivs, "verdict": verdict})
+    out = []
+    for claim in order:
+        out += rows.get(claim) or [{"figure": "", "claim": claim, "budget": "", "ours": "-",
+                                    "interval (A - B, 95%)": "", "verdict": ev.NOT_RUN}]
+    out = pd.DataFrame(out, columns=CLAIM_COLUMNS)
+    if figure is not None:  # the figure column of a claim that is not run anywhere is filled here
+        out.loc[out["figure"] == "", "figure"] = figure
+    return out
 
 
 # ----------------------------------------------------------------------------- run times

@@ -29,9 +29,15 @@ class Store:
     def complete(self, run, key: str) -> bool:
         return (self.path(run, key) / "record.json").exists()
 
-    def missing(self, runs, budget) -> list:
-        """The runs (of ``budget``) that have no complete record here, in their order."""
-        return [r for r in runs if not self.complete(r, r.key(budget))]
+    def has_per_image(self, run, key: str) -> bool:
+        """Whether the record stores per-test-image estimates (records made before they were kept do not)."""
+        with np.load(self.path(run, key) / "arrays.npz") as f:
+            return "test_LK_per_image" in f.files
+
+    def missing(self, runs, budget, refresh: bool = False) -> list:
+        """The runs (of ``budget``) that have no complete record here, in their order; with ``refresh``,
+        also those whose record has no per-image estimates."""
+        return [r for r in runs if not self.complete(r, k := r.key(budget)) or (refresh and not self.has_per_image(r, k))]
 
     @contextlib.contextmanager
     def _atomic(self, run, key: str):

@@ -21,6 +21,7 @@ separate one-thread processes on this machine; ``--backend ray`` submits each as
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -91,12 +92,14 @@ def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: st
 def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str = "local", address: str | None = None,
           device: str = "cpu", threads: int | None = None, num_gpus: float = 0.0, retries: int = 1,
           results_dir=None, work_dir=None, data_root=None, seed: int = 0, progress: bool = True,
-          inject_fault: dict | None = None) -> SweepReport:
+          inject_fault: dict | None = None, refresh: bool = False) -> SweepReport:
     """Fill the store with every record of ``target``: a figure name, ``all``, a list of names, or a list of runs.
 
     ``threads``: torch threads per run (default: the machine's cores divided by ``jobs``; 1 on Ray,
     where it is also the task's ``num_cpus``). ``num_gpus``: the Ray resource request per task
-    (fractions let several small models share a card).
+    (fractions let several small models share a card). ``refresh``: also retrain complete records that
+    have no per-image estimates (made before records kept them); the new record says in
+    ``provenance.replaces`` whether its summary equals the old one's.
     """
     if backend not in ("local", "ray"):
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
@@ -108,7 +111,7 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
     names = isinstance(target, str) or all(isinstance(t, str) for t in target)
     runs = [replace(r, seed=seed) for r in E.runs_for(target)] if names else list(target)
     store = Store(results_dir, b.name)
-    todo = store.missing(runs, b)
+    todo = store.missing(runs, b, refresh)
     report = SweepReport(skipped=[_name(r) for r in runs if r not in todo])
     if threads is None:
         threads = 1 if backend == "ray" else max(1, (os.cpu_count() or 1) // jobs)
@@ -165,7 +168,14 @@ def _log_path(log_dir: Path, run: E.Run, key: str) -> Path:
 
 
 def _finish(run, key, result, store, report, bar, log_dir):
-    store.write_files(run, key, result["files"])
+    files = result["files"]
+    if store.complete(run, key):  # a refresh: say what it replaces, and whether it reproduced it
+        old, new = store.load(run, key), json.loads(files["record.json"])
+        new["provenance"]["replaces"] = {"git_commit": old["provenance"].get("git_commit"),
+                                         "date": old["provenance"].get("date"),
+                                         "summary_equal": old["summary"] == new["summary"]}
+        files = {**files, "record.json": json.dumps(new, indent=1).encode()}
+    store.write_files(run, key, files)
     _log_path(log_dir, run, key).write_text(result["log"])  # (a Ray worker's log arrives only now)
     report.done.append(_name(run))
     bar.update(1)

@@ -195,3 +195,21 @@ def test_bad_inputs_get_clear_errors():
         preset("LVAE+BN")
     with pytest.raises(ValueError, match=r"shape \[batch, 784\]"):
         LadderVAE(ModelConfig())(torch.rand(2, 28, 28))
+
+
+@pytest.mark.parametrize("name", ["VAE+BN+WU", "LVAE+BN+WU"])
+def test_per_image_layer_kl_averages_to_the_layer_kl_and_is_the_models_own(name):
+    from lvae_lib import analysis
+
+    torch.manual_seed(0)
+    model = LadderVAE(preset(name, 3)[0]).eval()
+    x = torch.bernoulli(torch.rand(300, 784))
+    torch.manual_seed(1)
+    per = analysis.layer_kl_per_image(model, x, batch_size=128)
+    torch.manual_seed(1)
+    mean = analysis.layer_kl(model, x, batch_size=128)
+    assert per.shape == (300, 3) and (per[:, -1] >= 0).all()  # the top layer's KL is analytic, >= 0
+    assert per.mean(0) == pytest.approx(mean, rel=1e-5)
+    torch.manual_seed(1)
+    out = model(x[:128])  # the first batch, scored by the model itself
+    assert per[:128, 0] == pytest.approx(out["kl_units"][0].sum(-1).mean(0).detach().numpy(), rel=1e-5)

@@ -86,6 +86,25 @@ def test_records_keep_per_image_estimates_that_average_to_the_summary(one_job):
             assert (a["test_LK_per_image"] >= a["test_L1_per_image"] - 5).mean() > 0.9  # L_K >= L_1 mostly
 
 
+def test_refresh_retrains_a_record_without_per_image_estimates_and_reproduces_it(one_job, tmp_path):
+    import shutil
+
+    shutil.copytree(one_job / "results", tmp_path / "results")
+    old = next((tmp_path / "results").rglob("VAE-L1-*/record.json")).parent
+    with np.load(old / "arrays.npz") as a:  # as a record made before per-image estimates were kept
+        np.savez_compressed(old / "arrays.npz", **{k: a[k] for k in a.files if not k.endswith("_per_image")})
+    plain = sweep(list(RUNS), "smoke", threads=1, results_dir=tmp_path / "results", work_dir=tmp_path / "runs",
+                  progress=False)
+    assert not plain.done  # complete records are not retrained without --refresh
+    rep = sweep(list(RUNS), "smoke", threads=1, results_dir=tmp_path / "results", work_dir=tmp_path / "runs",
+                progress=False, refresh=True)
+    assert rep.done == ["mnist/VAE-L1"] and len(rep.skipped) == 2
+    rec = json.loads((old / "record.json").read_text())
+    assert rec["provenance"]["replaces"]["summary_equal"] is True  # deterministic for its seed and threads
+    with np.load(old / "arrays.npz") as a:
+        assert "test_LK_per_image" in a.files
+
+
 def test_local_fault_is_retried_and_a_hopeless_run_reported_by_name(tmp_path):
     once = {"label": "VAE-L1", "times": 1, "dir": str(tmp_path / "faults1")}
     rep = sweep(RUNS[:2], "smoke", jobs=2, threads=1, retries=1, results_dir=tmp_path / "r1", work_dir=tmp_path / "w1",

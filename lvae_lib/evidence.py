@@ -1,0 +1,94 @@
+"""Intervals and verdicts: the one rule by which every claim of the report is decided.
+
+A claim compares two models A and B of one budget on a metric (e.g. test L_K) and says on which side
+the difference A - B lies. Two intervals can stand behind it:
+
+* **over test images** (:func:`paired`): both models are evaluated on the same test images, so the
+  per-image estimates give a paired difference d_i; its mean has a 95% normal interval
+  mean(d) +- 1.96 sd(d) / sqrt(n). It measures how sure the test set makes us, for these trained models.
+  With several seeds, d_i is the difference of the models' per-image estimates averaged over the seeds
+  that both stored them.
+* **over seeds** (:func:`over_seeds`): where each model has records for two or more training seeds,
+  Welch's t interval of the difference of their seed means. It measures training noise.
+
+:func:`verdict`: a claim **holds** only when every interval behind it lies wholly on the claimed side,
+**does not hold** when every one lies wholly on the other side, and is **not resolved** otherwise, or
+when no interval can be formed (one seed and no per-image estimates in the records).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+LEVEL = 0.95
+HOLDS, FAILS, OPEN, NOT_RUN = "holds", "does not hold", "not resolved", "not run"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A difference A - B with its ``LEVEL`` interval, estimated over ``n`` ``what`` (images or seeds)."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.mean:+.2f} [{self.lo:+.2f}, {self.hi:+.2f}] over {self.n:,} {self.what}"
+
+    def side(self) -> int:
+        """+1 when the interval lies wholly above 0, -1 wholly below, 0 when it contains 0."""
+        return 1 if self.lo > 0 else -1 if self.hi < 0 else 0
+
+
+def paired(a, b, level: float = LEVEL) -> Interval:
+    """Mean of the paired differences ``a - b`` (one per test image) with its normal interval."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"paired differences need two 1-D arrays of the same length >= 2, got {a.shape} and {b.shape}")
+    d = a - b
+    half = stats.norm.ppf(0.5 + level / 2) * d.std(ddof=1) / math.sqrt(len(d))
+    return Interval(float(d.mean()), float(d.mean() - half), float(d.mean() + half), len(d), "images")
+
+
+def over_seeds(a, b, level: float = LEVEL) -> Interval | None:
+    """Welch's t interval of mean(a) - mean(b), with ``a`` and ``b`` one value per seed; None with fewer
+    than two seeds on either side."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff, se = a.mean() - b.mean(), math.sqrt(va + vb)
+    if se == 0:
+        return Interval(float(diff), float(diff), float(diff), min(len(a), len(b)), "seeds")
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + level / 2, dof) * se
+    return Interval(float(diff), float(diff - half), float(diff + half), min(len(a), len(b)), "seeds")
+
+
+def verdict(intervals, claimed_side: int = 1) -> str:
+    """The verdict on "A - B lies on ``claimed_side``" (+1: A > B, -1: A < B) from its intervals."""
+    sides = [iv.side() * claimed_side for iv in intervals if iv is not None]
+    if not sides:
+        return OPEN
+    if all(s == 1 for s in sides):
+        return HOLDS
+    if all(s == -1 for s in sides):
+        return FAILS
+    return OPEN
+
+
+def combine(verdicts) -> str:
+    """One verdict for a claim made of parts (every depth, every step): it holds when every part holds,
+    does not hold when some part does not hold, and is not resolved otherwise."""
+    verdicts = [v for v in verdicts if v != NOT_RUN]
+    if not verdicts:
+        return NOT_RUN
+    if all(v == HOLDS for v in verdicts):
+        return HOLDS
+    return FAILS if FAILS in verdicts else OPEN
+
