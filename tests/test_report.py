@@ -165,7 +165,10 @@ def test_reproduction_table_puts_ours_beside_every_printed_number():
     assert row["paper"] == -85.23 and row["ours"] == -87.4 and row["budget"] == "cpu"
     assert row["ours - paper"] == pytest.approx(-2.17)
     ft = t[t["model"] == "LVAE, 5-layer + finetuning"].iloc[0]
-    assert ft["ours"] == -82.9 and ft["ours: metric"] == "L_1000"
+    assert ft["ours"] == -82.9 and ft["our metric"] == "test L_1000"
+    assert pd.isna(ft["ours - paper"])  # L_1000 against the paper's L_5000: no difference is computed
+    best = t[(t["metric"] == "test L_1") & (t["model"] == "best VAE (3 layers)")].iloc[0]
+    assert best["ours"] == -88.0 and best["our model"] == "VAE+BN+WU, 5 layers"  # ours names its own depth
     assert t[t["model"] == "LVAE, 5-layer + finetuning + IW=10"]["ours"].isna().all()
     assert t[t["dataset"].str.startswith("NORB")]["ours"].isna().all()  # never invented
 
