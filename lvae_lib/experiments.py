@@ -301,11 +301,14 @@ def resolve_budget(target: str, budget: str = "default", results_dir=None, seed:
 
 def ensure(target: str, budget: str = "default", device: str = "cpu", results_dir=None, work_dir=None,
            progress: bool = True, data_root=None, seed: int = 0):
-    """Make sure every record of ``target`` exists (training what is missing) and return them as a DataFrame.
+    """Make sure every record of ``target`` exists (training what is missing) and return them as a DataFrame:
+    the rows of ``seed``, then those of the other seeds in :data:`SEEDS` that the store holds (tables and
+    figures show their mean and spread; a per-record plot uses the first row of a model, ``seed``'s).
 
     ``results_dir`` / ``work_dir`` default to the repository's ``results/`` and ``runs/``.
     Datasets whose files cannot be found or downloaded are skipped with a message.
     """
+    import pandas as pd
     from tqdm import tqdm
 
     from . import results
@@ -327,8 +330,9 @@ def ensure(target: str, budget: str = "default", device: str = "cpu", results_di
             unavailable[r.dataset] = str(e).splitlines()[0]
     for ds, why in unavailable.items():
         print(f"skipped every {ds} run: {why}")
-    df = store.table(runs, b)
-    df.attrs.update(results_dir=str(results_dir), budget=b.name, target=target, unavailable=unavailable)
+    others = [replace(r, seed=s) for s in SEEDS if s != seed for r in runs_for(target)]
+    df = pd.concat([store.table(runs, b), store.table(others, b)], ignore_index=True)  # this seed's rows first
+    df.attrs.update(results_dir=str(results_dir), budget=b.name, target=target, unavailable=unavailable, seed=seed)
     return df
 
 

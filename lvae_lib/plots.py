@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from .distributions import precision_weighted_merge
 
@@ -57,14 +58,19 @@ def caption(df, extra: str = "") -> str:
 
 
 def layers_figure(df, paper_axes=None, variants=None):
-    """Figs. 3, 7, 8: train L_1, test L_1 and test L_K against the number of stochastic layers."""
+    """Figs. 3, 7, 8: train L_1, test L_1 and test L_K against the number of stochastic layers; where a
+    model has several seeds, its mean with an error bar of +-1 sd over the seeds."""
+    from .report import seed_mean
+
     variants = variants or [v for v in VARIANTS if v in set(df["variant"])]
+    df = seed_mean(df)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     k = int(df["K"].iloc[0]) if len(df) else 0
     for ax, metric in zip(axes, ("train_L1", "test_L1", "test_LK")):
         for v in variants:
             d = df[(df["variant"] == v) & (df["finetune"] == "")].sort_values("layers")
-            ax.plot(d["layers"], d[metric], marker=MARKERS[v], color=COLORS[v], label=v)
+            ax.errorbar(d["layers"], d[metric], yerr=d[f"{metric}_sd"].fillna(0), marker=MARKERS[v], color=COLORS[v],
+                        label=v, capsize=3)
         ax.set_title(METRIC_TITLES[metric].replace("{K}", "{%d}" % k))
         ax.set_xlabel("Number of layers")
         ax.set_xticks(range(1, 6))
@@ -78,17 +84,24 @@ def layers_figure(df, paper_axes=None, variants=None):
 def training_curves(curves: dict, paper_ylim=None):
     """Fig. 2: train (full) and test (dashed) L_1 during training, one colour per variant.
 
-    ``curves`` maps variant -> metrics DataFrame (columns epoch, train_elbo, test_elbo).
+    ``curves`` maps variant -> [metrics DataFrame (columns epoch, train_elbo, test_elbo), one per seed]:
+    the mean over the seeds is drawn, and a band from their lowest to their highest value.
     """
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    for v, m in curves.items():
-        ax.plot(m["epoch"], m["train_elbo"], color=COLORS[v], label=v)
-        t = m.dropna(subset=["test_elbo"])
-        ax.plot(t["epoch"], t["test_elbo"], color=COLORS[v], ls="--")
+    means = {}
+    for v, runs in curves.items():
+        m = pd.concat(runs).groupby("epoch")[["train_elbo", "test_elbo"]].agg(["mean", "min", "max"]).reset_index()
+        means[v] = m
+        ax.plot(m["epoch"], m[("train_elbo", "mean")], color=COLORS[v], label=v + (f" ({len(runs)} seeds)" if len(runs) > 1 else ""))
+        t = m.dropna(subset=[("test_elbo", "mean")])
+        ax.plot(t["epoch"], t[("test_elbo", "mean")], color=COLORS[v], ls="--")
+        if len(runs) > 1:
+            ax.fill_between(m["epoch"], m[("train_elbo", "min")], m[("train_elbo", "max")], color=COLORS[v], alpha=0.25, lw=0)
+            ax.fill_between(t["epoch"], t[("test_elbo", "min")], t[("test_elbo", "max")], color=COLORS[v], alpha=0.15, lw=0)
     ax.set_xlabel("Epoch")
     ax.set_ylabel(r"$\mathcal{L}_1$ (nats)")
-    lo = min(m["train_elbo"].iloc[len(m) // 10:].min() for m in curves.values())
-    hi = max(m["train_elbo"].max() for m in curves.values())
+    lo = min(m[("train_elbo", "mean")].iloc[len(m) // 10:].min() for m in means.values())
+    hi = max(m[("train_elbo", "mean")].max() for m in means.values())
     ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo))
     ax.legend(fontsize=8, title="full: train, dashed: test", title_fontsize=8)
     fig.tight_layout()

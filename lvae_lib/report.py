@@ -17,17 +17,53 @@ def _store(df, row):
     return Store(df.attrs["results_dir"], row.budget if hasattr(row, "budget") else row["budget"])
 
 
+BUDGET_ORDER = ("paper", "cpu", "smoke")
+MODEL_KEYS = ["budget", "dataset", "variant", "layers", "finetune"]
+SUMMARY = ["train_L1", "test_L1", "test_LK"]
+
+
+def seed_mean(df) -> pd.DataFrame:
+    """One row per model (budget, dataset, variant, depth, fine-tuning): each summary number averaged
+    over the model's seeds, with its sd (``<name>_sd``, NaN for one seed) and ``n_seeds``. The other
+    columns (active units, layer KL, the record's path) are those of the model's first row, the
+    notebook's own seed (:func:`lvae_lib.experiments.ensure` puts it first)."""
+    if not len(df):
+        return df
+    g = df.groupby(MODEL_KEYS, sort=False)
+    out = g.first().reset_index()
+    for m in SUMMARY:
+        out[m] = g[m].mean().values
+        out[f"{m}_sd"] = g[m].std().values
+    out["n_seeds"] = g.size().values
+    out = out.sort_values("budget", key=lambda b: b.map(BUDGET_ORDER.index), kind="stable", ignore_index=True)
+    out.attrs.update(df.attrs)
+    return out  # largest budget first: a model's first row is its best-budget record
+
+
+def spread(sd, n) -> str:
+    """``0.05 (n=3)``: the seed-to-seed sd of a mean over ``n`` seeds; empty for one seed."""
+    return "" if n is None or n < 2 or pd.isna(sd) else f"{sd:.2f} (n={int(n)})"
+
+
+def fmt(mean, sd=float("nan"), n=1) -> str:
+    """``-83.38`` for one seed, ``-83.38 ± 0.05 (n=3)`` for several."""
+    return f"{mean:.2f}" + (f" ± {spread(sd, n)}" if spread(sd, n) else "")
+
+
 def curves(df, layers=5) -> dict:
-    """variant -> per-epoch metrics of its ``layers``-layer model (Fig. 2)."""
+    """variant -> [per-epoch metrics of its ``layers``-layer model, one per seed] (Fig. 2)."""
     d = df[(df["layers"] == layers) & (df["finetune"] == "")]
-    return {r.variant: _store(df, r).metrics(r.run_obj, r.key) for r in d.itertuples()}
+    out: dict[str, list] = {}
+    for r in d.itertuples():
+        out.setdefault(r.variant, []).append(_store(df, r).metrics(r.run_obj, r.key))
+    return out
 
 
 def snapshots(df, layers=5) -> dict:
     """variant -> {epoch: [per-unit KL per layer]} (Fig. 4)."""
     out = {}
-    for r in df[(df["layers"] == layers) & (df["finetune"] == "")].itertuples():
-        a = _store(df, r).arrays(r.run_obj, r.key)
+    for r in df[(df["layers"] == layers) & (df["finetune"] == "")].drop_duplicates("variant").itertuples():
+        a = _store(df, r).arrays(r.run_obj, r.key)  # the first row of a variant: the notebook's seed
         snaps = {}
         for k, v in a.items():
             if k.startswith("kl_snapshot_e"):
@@ -45,7 +81,7 @@ def arrays(df, variant, layers=5, finetune="") -> dict:
 def projections(df, layers=5) -> tuple[dict, np.ndarray]:
     """variant -> [2-D PCA of z_i per layer], and the class labels (Fig. 6)."""
     out, labels = {}, None
-    for v in df[(df["layers"] == layers) & (df["finetune"] == "")]["variant"]:
+    for v in df[(df["layers"] == layers) & (df["finetune"] == "")]["variant"].unique():
         a = arrays(df, v, layers)
         out[v] = [a[f"pca_l{i}"] for i in range(1, layers + 1)]
         labels = a.get("pca_labels")
@@ -53,12 +89,10 @@ def projections(df, layers=5) -> tuple[dict, np.ndarray]:
 
 
 def layers_table(df, metric="test_LK") -> pd.DataFrame:
-    """variant x layers table of one metric (ours)."""
-    d = df[df["finetune"] == ""].pivot_table(index="variant", columns="layers", values=metric)
-    return d.round(2)
-
-
-BUDGET_ORDER = ("paper", "cpu", "smoke")
+    """variant x layers table of one metric (ours): the mean over seeds, ``± sd (n)`` where there are several."""
+    d = seed_mean(df[df["finetune"] == ""])
+    cells = d.assign(cell=[fmt(r[metric], r[f"{metric}_sd"], r["n_seeds"]) for _, r in d.iterrows()])
+    return cells.pivot(index="variant", columns="layers", values="cell").fillna("")
 
 
 def top_budget(d: pd.DataFrame) -> pd.DataFrame:
@@ -72,9 +106,9 @@ def top_budget(d: pd.DataFrame) -> pd.DataFrame:
 
 def mnist_text_compare(df) -> pd.DataFrame:
     """The MNIST numbers the paper states in its text (Fig. 3) beside ours."""
-    d = df[(df["finetune"] == "") & (df["dataset"] == "mnist")] if len(df) else df
+    d = seed_mean(df[(df["finetune"] == "") & (df["dataset"] == "mnist")]) if len(df) else df
     vae = top_budget(d[d["variant"].str.startswith("VAE")]) if len(d) else d
-    lvae5 = d[(d["variant"] == "LVAE+BN+WU") & (d["layers"] == 5)] if len(d) else d
+    lvae5 = top_budget(d[(d["variant"] == "LVAE+BN+WU") & (d["layers"] == 5)]) if len(d) else d
     best = lambda t, m: t.loc[t[m].idxmax()] if len(t) else None  # noqa: E731
     ours = {
         ("test L_1", "LVAE+BN+WU"): (best(lvae5, "test_L1"), "test_L1"),
@@ -87,6 +121,7 @@ def mnist_text_compare(df) -> pd.DataFrame:
         r, m = ours[(p["metric"], p["variant"])]
         rows.append({"metric": p["metric"], "model": p["variant"], "paper": p["value"],
                      "ours": None if r is None else round(float(r[m]), 2),
+                     "ours: sd (seeds)": "" if r is None else spread(r[f"{m}_sd"], r["n_seeds"]),
                      "ours: model": "" if r is None else f"{r['variant']}, {r['layers']} layers",
                      "ours: metric": "" if r is None else p["metric"].replace("5000", str(int(r["K"]))),
                      "budget": "" if r is None else r["budget"]})
@@ -96,13 +131,16 @@ def mnist_text_compare(df) -> pd.DataFrame:
 def table1_compare(df) -> pd.DataFrame:
     """Table 1: the paper's rows, with ours (and the bound and budget it was measured with) beside the LVAE rows."""
     d = df[(df["dataset"] == "mnist") & (df["variant"] == "LVAE+BN+WU") & (df["layers"] == 5)] if len(df) else df
-    by_ft = {r.finetune: r for r in d.itertuples()}
+    by_ft = {}
+    for r in seed_mean(d).itertuples():  # the largest budget of each row (paper before cpu)
+        by_ft.setdefault(r.finetune, r)
     ours = {"LVAE, 5-layer": by_ft.get(""), "LVAE, 5-layer + finetuning": by_ft.get("ft"),
             "LVAE, 5-layer + finetuning + IW=10": by_ft.get("ft-iw10")}
     rows = []
     for name, value, src in paper.TABLE1:
         r = ours.get(name)
         rows.append({"model": name, "paper": value, "ours": round(r.test_LK, 2) if r else None,
+                     "ours: sd (seeds)": spread(r.test_LK_sd, r.n_seeds) if r else "",
                      "ours: metric": f"L_{int(r.K)}" if r else "", "budget": r.budget if r else ""})
     return pd.DataFrame(rows)
 
@@ -113,6 +151,7 @@ TABLE2_DATA = {"OMNIGLOT": "omniglot28", "NORB": "norb"}
 def table2_compare(df) -> pd.DataFrame:
     """Table 2: paper and ours side by side for every dataset, variant and depth."""
     rows = []
+    df = seed_mean(df)
     for dname, values in paper.TABLE2.items():
         ds = TABLE2_DATA[dname]
         for v, per_layer in values.items():
@@ -121,6 +160,7 @@ def table2_compare(df) -> pd.DataFrame:
                 rows.append({"dataset (paper)": dname, "dataset (ours)": o["dataset_name"].iloc[0] if len(o) else "not run",
                              "variant": v, "layers": "-".join(["64", "32", "16", "8", "4"][:L]), "paper": pv,
                              "ours": round(float(o["test_LK"].iloc[0]), 2) if len(o) else None,
+                             "ours: sd (seeds)": spread(o["test_LK_sd"].iloc[0], o["n_seeds"].iloc[0]) if len(o) else "",
                              "ours: K": int(o["K"].iloc[0]) if len(o) else None,
                              "budget": o["budget"].iloc[0] if len(o) else ""})
     return pd.DataFrame(rows)
@@ -135,19 +175,21 @@ def reproduction_table(df) -> pd.DataFrame:
     rows = []
     for _, r in mnist_text_compare(df).iterrows():
         rows.append({"figure/table": "Fig. 3 (text)", "dataset": "MNIST", "metric": r["metric"], "model": r["model"],
-                     "paper": r["paper"], "ours": r["ours"], "our model": r["ours: model"],
-                     "our metric": r["ours: metric"], "budget": r["budget"]})
+                     "paper": r["paper"], "ours": r["ours"], "our sd (seeds)": r["ours: sd (seeds)"],
+                     "our model": r["ours: model"], "our metric": r["ours: metric"], "budget": r["budget"]})
     t1 = table1_compare(df)
     for _, r in t1[t1["model"].str.startswith("LVAE")].iterrows():
         rows.append({"figure/table": "Table 1", "dataset": "MNIST", "metric": "test L_5000", "model": r["model"],
-                     "paper": r["paper"], "ours": r["ours"], "our model": r["model"] if pd.notna(r["ours"]) else "",
+                     "paper": r["paper"], "ours": r["ours"], "our sd (seeds)": r["ours: sd (seeds)"],
+                     "our model": r["model"] if pd.notna(r["ours"]) else "",
                      "our metric": f"test {r['ours: metric']}" if r["ours: metric"] else "", "budget": r["budget"]})
     for _, r in table2_compare(df).iterrows():
         if pd.isna(r["paper"]):
             continue
         rows.append({"figure/table": "Table 2", "dataset": f"{r['dataset (paper)']} (ours: {r['dataset (ours)']})",
                      "metric": "test L_5000", "model": f"{r['variant']}, {r['layers']}", "paper": r["paper"],
-                     "ours": r["ours"], "our model": f"{r['variant']}, {r['layers']}" if pd.notna(r["ours"]) else "",
+                     "ours": r["ours"], "our sd (seeds)": r["ours: sd (seeds)"],
+                     "our model": f"{r['variant']}, {r['layers']}" if pd.notna(r["ours"]) else "",
                      "our metric": f"test L_{int(r['ours: K'])}" if pd.notna(r["ours"]) else "",
                      "budget": r["budget"]})
     out = pd.DataFrame(rows)
@@ -201,7 +243,7 @@ def _best_vae(df, dataset, layers, metric):
 
 def _values(rows, metric) -> str:
     v = np.array([METRICS[metric][0](r) for _, r in rows.iterrows()])
-    return f"{v.mean():.2f}" if len(v) == 1 else f"{v.mean():.2f} ± {v.std(ddof=1):.2f} (n={len(v)})"
+    return fmt(v.mean(), v.std(ddof=1) if len(v) > 1 else float("nan"), len(v))
 
 
 def compare(a, b, metric: str, side: int = 1):

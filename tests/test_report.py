@@ -196,3 +196,30 @@ def test_compute_totals_count_a_fine_tuned_models_base_once():
     assert tot.loc["MNIST", "hours"] == round(((n_mnist - 2) * 60.0 + 36.0 + 24.0) / 3600, 2)
     alone = report.budget_totals(df[df["finetune"] == "ft"])  # without its base: all of it counts
     assert alone["hours"].iloc[0] == round(96.0 / 3600, 2)
+
+
+def test_tables_show_the_mean_and_spread_of_seeds_never_the_best_seed(tmp_path):
+    df = seeds(PAPERLIKE, tmp_path, shifts=(0.0, 0.3, -0.6))  # seed means: value - 0.1, sd 0.46
+    t = report.layers_table(df[df["dataset"] == "mnist"], "test_LK")
+    assert t.loc["LVAE+BN+WU", 5] == "-83.40 ± 0.46 (n=3)"
+    text = report.mnist_text_compare(df).set_index(["metric", "model"])
+    assert text.loc[("test L_1", "LVAE+BN+WU"), "ours"] == -87.5  # the mean, not the best seed's -87.1
+    assert text.loc[("test L_1", "LVAE+BN+WU"), "ours: sd (seeds)"] == "0.46 (n=3)"
+    assert report.table1_compare(df).set_index("model").loc["LVAE, 5-layer", "ours"] == -83.4
+
+
+def test_headline_rows_take_the_paper_budget_where_it_exists(tmp_path):
+    paper5 = [("mnist", "LVAE+BN+WU", 5, "", -85.5, -82.3, AU5, KL5)]
+    df = pd.concat([table(PAPERLIKE, tmp_path / "cpu"), table(paper5, tmp_path / "paper").assign(budget="paper", K=5000)],
+                   ignore_index=True)
+    text = report.mnist_text_compare(df).set_index(["metric", "model"])
+    assert text.loc[("test L_5000", "LVAE+BN+WU"), "ours"] == -82.3
+    assert text.loc[("test L_5000", "LVAE+BN+WU"), "budget"] == "paper"
+    assert text.loc[("test L_5000", "LVAE+BN+WU"), "ours: metric"] == "test L_5000"
+    t1 = report.table1_compare(df).set_index("model")
+    assert t1.loc["LVAE, 5-layer", "ours"] == -82.3 and t1.loc["LVAE, 5-layer", "budget"] == "paper"
+    assert t1.loc["LVAE, 5-layer + finetuning", "budget"] == "cpu"  # no paper record: the cpu one, named
+    rep = report.reproduction_table(df).set_index(["figure/table", "model"])
+    assert rep.loc[("Table 1", "LVAE, 5-layer"), "ours - paper"] == pytest.approx(-0.18)  # same K: a difference
+    c = report.claims(df).set_index(["claim", "budget"])
+    assert ("... and on test L_K, the estimate of log p(x)", "cpu") in c.index  # cpu keeps its own verdicts
