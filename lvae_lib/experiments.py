@@ -239,17 +239,8 @@ def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_di
     history = state["history"]
     if run.finetune:
         ft = run.finetune_config(b)
-        ft_dir = work / key
-        if not (ft_dir / "checkpoint.pt").exists():  # start fine-tuning from the trained base model
-            ft_dir.mkdir(parents=True, exist_ok=True)
-            ck = torch.load(work / run.base().key(b) / "checkpoint.pt", weights_only=False)
-            from .train import make_optimizer
-
-            opt = make_optimizer(model, ft.lr)
-            torch.save({"epoch": 0, "history": [], "kl_snapshots": {}, "model_cfg": to_dict(mcfg),
-                        "train_cfg": to_dict(ft), "model": ck["model"], "optimizer": opt.state_dict(),
-                        "rng": ck["rng"]}, ft_dir / "checkpoint.pt")
-        model, st2 = train(mcfg, ft, data, ft_dir, device=device, progress=progress)
+        model, st2 = train(mcfg, ft, data, work / key, device=device, progress=progress,
+                           init_from=work / run.base().key(b) / "checkpoint.pt")  # starts from the base model
         history = history + [{**r, "epoch": r["epoch"] + tc.epochs, "phase": "finetune"} for r in st2["history"]]
     sub = data.subset(tc.train_subset, tc.test_subset).to(device)
     model.eval()

@@ -45,6 +45,9 @@ class Store:
         final = self.path(run, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (drwx------); a record is as any new folder
         try:
             yield tmp
             if final.exists():

@@ -6,12 +6,17 @@
 * Checkpoints hold model, optimizer, RNG state and the metric history; a run
   started again with the same configs resumes from its last checkpoint and
   gives the same result on CPU as an uninterrupted run.
-* A non-finite loss stops the run with :class:`DivergenceError`, naming the
-  epoch and the layer; the last good checkpoint is kept.
+* A non-finite or exploding loss stops the run with :class:`DivergenceError`, naming the
+  epoch, the layer and the checkpoint that is kept. Checkpoints are written atomically, read
+  without unpickling code, and a run dir is held by one trainer at a time.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +32,11 @@ from .objectives import iw_bound, training_loss
 
 
 class DivergenceError(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite, or exploded past :data:`EXPLODED`."""
+
+
+# a loss (nats per image) no model of these data reaches while learning: training has diverged
+EXPLODED = 1e8
 
 
 @dataclass
@@ -173,10 +182,64 @@ def epoch_batches(x_train: torch.Tensor, batch_size: int, binarize: bool = True)
         yield s, xb_all[perm[s : s + batch_size]]
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read, or a run dir that another trainer holds."""
+
+
+def save_checkpoint(obj, path: Path) -> None:
+    """Write ``obj`` to ``path`` atomically: into a temporary file of this process's own beside it, then
+    renamed into place, so a kill at any moment leaves the old checkpoint or the new one, never a torn
+    one. A failure to write (read-only folder, full disk) is a :class:`CheckpointError` naming the path."""
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(e, (OSError, RuntimeError)):
+            raise CheckpointError(f"cannot write {path}: {e}") from e
+        raise
+
+
+def load_checkpoint(path: Path, device="cpu") -> dict:
+    """Read a checkpoint without unpickling code (``weights_only``): tensors, numbers, strings, lists and
+    dicts only. A torn, foreign or malicious file is refused with an error that names it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to read: name the file and say what to do
+        raise CheckpointError(f"cannot read the checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                              f"move it away to start this run afresh") from e
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path):
+    """Hold ``run_dir`` for one trainer: a second trainer on the same folder (a second sweep, an orphaned
+    worker) is refused at once instead of racing it for the checkpoint."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise CheckpointError(f"{run_dir} is in use by another trainer ({holder}); wait for it to finish "
+                                  f"or stop it") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        for stale in run_dir.glob(".checkpoint.pt.*.tmp"):  # left by a trainer killed mid-write
+            stale.unlink(missing_ok=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _rng_state(device) -> dict:
@@ -224,6 +287,7 @@ def train(
     device: str = "cpu",
     progress: bool = True,
     stop_after: int | None = None,
+    init_from: str | Path | None = None,
 ) -> tuple[LadderVAE, dict]:
     """Train a model; returns ``(model, state)`` with ``state['history']`` the per-epoch records
     and ``state['kl_snapshots']`` {epoch: per-unit KL list} for Fig. 4.
@@ -231,9 +295,17 @@ def train(
     ``run_dir`` holds ``checkpoint.pt``; when it already holds one for the same
     configs, training resumes there.  ``stop_after`` ends the call after that
     many epochs in total (to split a run across sessions; the next call resumes).
+    ``init_from``: a checkpoint (of the same model) to start from when ``run_dir`` has none yet, with a
+    fresh optimizer: fine-tuning. One trainer at a time holds ``run_dir`` (:func:`run_dir_lock`).
     """
-    tc = train_cfg
-    ckpt_path = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
+    if run_dir is None:
+        return _train(model_cfg, train_cfg, data, None, device, progress, stop_after, init_from)
+    with run_dir_lock(run_dir):
+        return _train(model_cfg, train_cfg, data, Path(run_dir) / "checkpoint.pt", device, progress, stop_after,
+                      init_from)
+
+
+def _train(model_cfg, tc, data, ckpt_path, device, progress, stop_after, init_from):
     torch.manual_seed(tc.seed)
     model = LadderVAE(model_cfg).to(device)
     opt = make_optimizer(model, tc.lr)
@@ -241,21 +313,31 @@ def train(
     x_train = data.x_train
     state = {"epoch": 0, "history": [], "kl_snapshots": {}, "model_cfg": to_dict(model_cfg),
              "train_cfg": to_dict(tc)}
+
+    saved = [None]  # the epoch of the checkpoint on disk
+
+    def save():
+        if ckpt_path is not None:
+            save_checkpoint({**state, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "rng": _rng_state(device)}, ckpt_path)
+            saved[0] = state["epoch"]
+
     if ckpt_path is not None and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ck = load_checkpoint(ckpt_path, device)
         if ck["model_cfg"] != state["model_cfg"] or ck["train_cfg"] != state["train_cfg"]:
             raise ValueError(f"{ckpt_path} was written for other configs; use a new run_dir or delete it")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         _set_rng_state(ck["rng"], device)
         state = {k: ck[k] for k in state}
-    if ckpt_path is not None:
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-
-    def save():
-        if ckpt_path is not None:
-            _atomic_save({**state, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                          "rng": _rng_state(device)}, ckpt_path)
+        saved[0] = state["epoch"]
+    elif init_from is not None:  # fine-tuning: the trained model and its RNG state, a fresh optimizer
+        ck = load_checkpoint(init_from, device)
+        if ck["model_cfg"] != state["model_cfg"]:
+            raise ValueError(f"{init_from} holds another model than {model_cfg}")
+        model.load_state_dict(ck["model"])
+        _set_rng_state(ck["rng"], device)
+        save()  # epoch 0 of the new run, written atomically
 
     where = device_label(device)
     graphed = GraphedStep(model, opt, tc.batch_size, tc.mc_samples, tc.iw_samples) if use_cuda_graphs(device) else None
@@ -278,11 +360,13 @@ def train(
                 loss, out = graphed(xb, beta)
             else:  # on a CPU, and the last, shorter batch of an epoch
                 loss, out = train_step(model, opt, xb, beta, tc.mc_samples, tc.iw_samples)
-            if not torch.isfinite(loss):  # the in-memory model is discarded, the checkpoint on disk is good
+            value = float(loss)
+            if not math.isfinite(value) or value > EXPLODED:  # the in-memory model is discarded
+                what = "non-finite loss" if not math.isfinite(value) else f"exploding loss ({value:.3g} nats per image)"
                 raise DivergenceError(
-                    f"non-finite loss at epoch {epoch + 1} (batch starting at {s}) in {_diagnose(out)}; "
-                    f"the last good checkpoint (epoch {state['epoch']}) is kept"
-                    + (f" at {ckpt_path}" if ckpt_path else "")
+                    f"{what} at epoch {epoch + 1} (batch starting at {s}) in {_diagnose(out)}; "
+                    + (f"the last checkpoint, of epoch {saved[0]}, is kept at {ckpt_path}" if saved[0] is not None
+                       else "no checkpoint was written")
                 )
             elbo_sum += out["elbo"].detach().sum() / out["elbo"].shape[0]
             loss_sum += loss.detach() * len(xb)

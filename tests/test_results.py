@@ -1,5 +1,6 @@
 """Results store and registry: shared runs are one record, writes are atomic, names are checked."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -54,6 +55,9 @@ def test_store_writes_atomically(tmp_path, monkeypatch):
     assert st.metrics(run, "k1")["train_elbo"].tolist() == [-1.5]
     assert st.arrays(run, "k1")["a"].tolist() == [0, 1, 2]
     assert not [q for q in p.parent.iterdir() if q.name.startswith(".")]  # no temporary folders left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o777 & ~umask  # not the private drwx------ of a temporary folder
 
 
 def test_committed_records_are_small_and_labelled():
@@ -93,17 +97,18 @@ def test_several_targets_keep_their_order_and_finetuning_waits_only_for_a_missin
     from lvae_lib.sweep import plan_waves
 
     runs = E.runs_for(["table1", "fig2"])
-    assert runs[:3] == E.FIGURES["table1"] and len(runs) == 6  # the 5-layer LVAE once
+    assert runs[:4] == E.FIGURES["table1"] and len(runs) == 7  # the 5-layer LVAE once
     b = E.get_budget("cpu")
     store = Store(tmp_path, "cpu")
     first, then = plan_waves(runs, store, b)
-    assert [r.label for r in then] == ["LVAE+BN+WU-L5-ft", "LVAE+BN+WU-L5-ft-iw10"]
+    assert [r.label for r in then] == ["LVAE+BN+WU-L5-ft", "LVAE+BN+WU-L5-ft-iw10", "LVAE+BN+WU-L5-ft-control"]
     assert not any(r.finetune for r in first) and first[0] == E.FIGURES["table1"][0]
     base = E.FIGURES["table1"][0]
     store.write(base, base.key(b), {"run": {}}, [], {})
     todo = store.missing(runs, b)
     first, then = plan_waves(todo, store, b)
-    assert then == [] and [r.label for r in first[:2]] == ["LVAE+BN+WU-L5-ft", "LVAE+BN+WU-L5-ft-iw10"]
+    assert then == [] and [r.label for r in first[:3]] == ["LVAE+BN+WU-L5-ft", "LVAE+BN+WU-L5-ft-iw10",
+                                                           "LVAE+BN+WU-L5-ft-control"]
     with pytest.raises(KeyError, match="unknown figure 'fig99'"):
         E.runs_for(["fig2", "fig99"])
 
