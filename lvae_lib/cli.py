@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -10,26 +11,72 @@ from .config import PRESETS, TrainConfig, preset
 from .experiments import FIGURES
 
 
+def count(lo: int = 0, hi: int | None = None):
+    """An argparse type: an integer in [lo, hi], else argparse's one-line error naming the option (exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            span = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"must be an integer {span}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def real(lo: float = 0.0, strict: bool = True):
+    """An argparse type: a finite number > lo (``strict``) or >= lo."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not (value > lo if strict else value >= lo) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strict else '>='} {lo:g}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def device(text: str) -> str:
+    """An argparse type: a torch device this machine has (``cpu``, ``cuda``, ``cuda:1``)."""
+    import torch
+
+    try:
+        d = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:0)") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: no CUDA device is visible here (torch {torch.__version__})")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return text
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="LVAE+BN+WU", choices=sorted(PRESETS),
                    help="model variant as named in the paper's figures (default: %(default)s)")
-    p.add_argument("--layers", type=int, default=5, help="number of stochastic layers, 1-5 (default: %(default)s)")
+    p.add_argument("--layers", type=count(1, 5), default=5, help="number of stochastic layers, 1-5 (default: %(default)s)")
     p.add_argument("--dataset", default="mnist", choices=["mnist", "omniglot", "omniglot28", "norb"],
                    help="dataset (default: %(default)s); omniglot28 is the documented stand-in")
-    p.add_argument("--epochs", type=int, default=2000, help="training epochs (paper: 2000 MNIST/NORB, 1500 OMNIGLOT)")
-    p.add_argument("--warmup", type=int, default=200,
+    p.add_argument("--epochs", type=count(1), default=2000, help="training epochs (paper: 2000 MNIST/NORB, 1500 OMNIGLOT)")
+    p.add_argument("--warmup", type=count(0), default=200,
                    help="warm-up epochs N_t for presets with WU (paper: 200); ignored for presets without WU")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=256, help="minibatch size (default: %(default)s)")
-    p.add_argument("--mc", type=int, default=1, help="Monte Carlo samples per example (fine-tuning: 10)")
-    p.add_argument("--iw", type=int, default=1, help="importance samples in the objective (fine-tuning: 10)")
-    p.add_argument("--eval-every", type=int, default=10, help="epochs between test L_1 / active-unit records")
-    p.add_argument("--train-subset", type=int, default=0, help="use only the first N training images (0: all)")
-    p.add_argument("--test-subset", type=int, default=0, help="use only the first N test images (0: all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=real(0), default=1e-3, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--batch-size", type=count(1), default=256, help="minibatch size (default: %(default)s)")
+    p.add_argument("--mc", type=count(1), default=1, help="Monte Carlo samples per example (fine-tuning: 10)")
+    p.add_argument("--iw", type=count(1), default=1, help="importance samples in the objective (fine-tuning: 10)")
+    p.add_argument("--eval-every", type=count(1), default=10, help="epochs between test L_1 / active-unit records")
+    p.add_argument("--train-subset", type=count(0), default=0, help="use only the first N training images (0: all)")
+    p.add_argument("--test-subset", type=count(0), default=0, help="use only the first N test images (0: all)")
+    p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--no-share", action="store_true",
                    help="LVAE: separate top-down MLPs for inference (the authors' released code); default shares them")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
+    p.add_argument("--device", type=device, default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="folder with the data files (else $LVAE_DATA_DIR, then the cache)")
 
 
@@ -70,6 +117,10 @@ def cmd_evaluate(a) -> int:
     if not (run / "config.json").exists():
         print(f"error: {run} has no config.json; train a model there first", file=sys.stderr)
         return 2
+    out = run / (f"eval_L{a.k}.json" if not a.test_subset else f"eval_L{a.k}_first{a.test_subset}.json")
+    if not os.access(run, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        print(f"error: cannot write {out}: {run} is read-only", file=sys.stderr)
+        return 2
     cfg = json.loads((run / "config.json").read_text())
     model = LadderVAE(ModelConfig(**cfg["model"])).to(a.device)
     model.load_state_dict(load_file(run / "model.safetensors"))
@@ -81,16 +132,26 @@ def cmd_evaluate(a) -> int:
     lk = iw_bound(model, x, k=a.k, batch_size=a.batch_size)
     res = {"k": a.k, "test_LK": float(lk.mean()), "n_test": len(x), "recompute_bn": a.recompute_bn,
            "active_units": analysis.active_units(model, x[:2000])}
-    (run / f"eval_L{a.k}.json").write_text(json.dumps(res, indent=1))
+    out.write_text(json.dumps(res, indent=1))  # a subset's result never overwrites the full test set's
     print(json.dumps(res))
     return 0
 
 
 def cmd_figures(a) -> int:
-    from .notebooks import execute_notebook
+    from .notebooks import execute_notebook, typed_parameters
 
+    bad = [p for p in a.param if "=" not in p]
+    if bad:
+        print(f"error: -p {bad[0]}: give NAME=VALUE, e.g. -p seed=1", file=sys.stderr)
+        return 2
+    raw = dict(p.split("=", 1) for p in a.param)
+    try:  # every notebook's parameters checked before any runs
+        params = {nb: typed_parameters(nb, raw) for nb in a.notebooks}
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for nb in a.notebooks:
-        execute_notebook(nb, parameters=dict(p.split("=", 1) for p in a.param))
+        execute_notebook(nb, parameters=params[nb])
     return 0
 
 
@@ -152,12 +213,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("evaluate", help="importance-weighted test log-likelihood L_K of a trained model",
                        description="Evaluate L_K (eq. 6) on the test set of a run made by `train`.")
     p.add_argument("run_dir")
-    p.add_argument("--k", type=int, default=5000, help="importance samples K (paper: 5000)")
-    p.add_argument("--batch-size", type=int, default=100, help="test images per chunk")
-    p.add_argument("--test-subset", type=int, default=0, help="only the first N test images (0: all)")
+    p.add_argument("--k", type=count(1), default=5000, help="importance samples K (paper: 5000)")
+    p.add_argument("--batch-size", type=count(1), default=100, help="test images per chunk")
+    p.add_argument("--test-subset", type=count(0), default=0, help="only the first N test images (0: all)")
     p.add_argument("--recompute-bn", action="store_true",
                    help="re-estimate batch-norm statistics on the training set first (the authors' choice)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device, default="cpu")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(fn=cmd_evaluate)
     p = sub.add_parser("run", help="train and evaluate every missing run of a figure/table (resumable)",
@@ -168,8 +229,8 @@ def main(argv=None) -> int:
     p.add_argument("--budget", default="cpu", choices=["smoke", "cpu", "paper"],
                    help="smoke (seconds, checks the code path), cpu (hours per model on a CPU), paper (the paper's "
                         "protocol, for a GPU); default: %(default)s")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, nargs="+", default=[0], metavar="SEED",
+    p.add_argument("--device", type=device, default="cpu")
+    p.add_argument("--seed", type=count(0), nargs="+", default=[0], metavar="SEED",
                    help="training seed(s); several (--seed 0 1 2) train every run once per seed (default: 0)")
     p.add_argument("--only", nargs="+", default=None, metavar="LABEL",
                    help="only these runs of the targets, by label (e.g. --only LVAE+BN+WU-L5 VAE+BN+WU-L5)")
@@ -179,14 +240,14 @@ def main(argv=None) -> int:
     p.add_argument("--results-dir", default=None, help="default: the repository's results/")
     p.add_argument("--work-dir", default=None, help="checkpoints; default: the repository's runs/")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine, each in its own process")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--jobs", type=count(1), default=1, help="runs at a time on this machine, each in its own process")
+    p.add_argument("--threads", type=count(1), default=None,
                    help="torch threads per run (default: cores / jobs; with Ray: 1, also the task's num_cpus)")
     p.add_argument("--backend", default="local", choices=["local", "ray"],
                    help="local processes, or one Ray task per run (pip install '.[ray]')")
     p.add_argument("--address", default=None, help="Ray cluster: auto, ray://host:10001, ... (default: start a local one)")
-    p.add_argument("--num-gpus", type=float, default=0.0, help="Ray: GPUs per task; 0.25 puts four runs on a card")
-    p.add_argument("--retries", type=int, default=1, help="attempts after a failure before a run is reported failed")
+    p.add_argument("--num-gpus", type=real(0, strict=False), default=0.0, help="Ray: GPUs per task; 0.25 puts four runs on a card")
+    p.add_argument("--retries", type=count(0), default=1, help="attempts after a failure before a run is reported failed")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("figures", help="re-execute notebooks in place with papermill and sync their .py pairs")
     p.add_argument("notebooks", nargs="+", help="paths of .ipynb files")
@@ -197,16 +258,27 @@ def main(argv=None) -> int:
                        description="Times, in one run: the machine's fp32 matmul peak; a training step of the "
                                    "5-layer VAE and LVAE (batch 256) in a plain reference loop and in the library; "
                                    "L_K evaluation of the 5-layer LVAE. Prints ratios and writes a CSV.")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice, all cores)")
-    p.add_argument("--steps", type=int, default=40, help="training steps per timing (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="timings per implementation, median kept")
-    p.add_argument("--k", type=int, default=5000, help="importance samples of the L_K timing (default: %(default)s)")
-    p.add_argument("--images", type=int, default=20, help="test images of the L_K timing (default: %(default)s)")
-    p.add_argument("--processes", type=int, default=2,
+    p.add_argument("--device", type=device, default="cpu")
+    p.add_argument("--threads", type=count(0), default=0, help="torch threads (default: torch's choice, all cores)")
+    p.add_argument("--steps", type=count(1), default=40, help="training steps per timing (default: %(default)s)")
+    p.add_argument("--repeats", type=count(1), default=3, help="timings per implementation, median kept")
+    p.add_argument("--k", type=count(1), default=5000, help="importance samples of the L_K timing (default: %(default)s)")
+    p.add_argument("--images", type=count(1), default=20, help="test images of the L_K timing (default: %(default)s)")
+    p.add_argument("--processes", type=count(0), default=2,
                    help="also time this many 1-thread training processes at once (0/1: skip; default: %(default)s)")
     p.add_argument("--out", default=None, help="CSV path (default: results/bench/cpu.csv or gpu.csv)")
     p.add_argument("--profile", action="store_true", help="also print (and save) torch.profiler's top operators of a step")
     p.set_defaults(fn=cmd_bench)
     a = ap.parse_args(argv)
-    return a.fn(a)
+    from .data import DataError
+    from .train import CheckpointError, DivergenceError
+
+    try:
+        return a.fn(a)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the checkpoints written so far are kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    except (CheckpointError, DivergenceError, DataError, PermissionError) as e:  # one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 1

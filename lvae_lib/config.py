@@ -92,13 +92,14 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "kl_snapshot_epochs", tuple(self.kl_snapshot_epochs))
-        for name in ("epochs", "batch_size", "mc_samples", "iw_samples", "eval_k", "checkpoint_every"):
+        for name in ("epochs", "batch_size", "mc_samples", "iw_samples", "eval_k", "checkpoint_every", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"TrainConfig.warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        for name in ("warmup_epochs", "train_subset", "test_subset", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.lr < float("inf"):
+            raise ValueError(f"TrainConfig.lr must be a finite number > 0, got {self.lr}")
 
     def beta(self, epoch: int) -> float:
         """Warm-up weight of eq. (20) during (0-based) ``epoch``: linear 0 -> 1 over N_t epochs."""

@@ -275,6 +275,9 @@ def resolve_budget(target: str, budget: str = "default", results_dir=None, seed:
     """
     from . import results
 
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r} ({type(seed).__name__}); "
+                         f"with papermill: -p seed 1, with `figures`: -p seed=1")
     if budget == "default":
         budget = DEFAULT_BUDGET
     if budget != "auto":

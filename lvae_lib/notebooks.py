@@ -20,6 +20,33 @@ def strip_volatile(nb) -> None:
                 out.get("metadata", {}).pop("execution", None)
 
 
+def typed_parameters(path: str | Path, raw: dict) -> dict:
+    """The ``NAME=VALUE`` texts of ``figures -p`` as the types of the notebook's own defaults (``seed=1``
+    is the integer 1, ``progress=true`` a bool); a name the notebook lacks, or a value its type cannot
+    take (``seed=1.5``), is a ``ValueError`` naming both."""
+    import ast
+
+    import papermill as pm
+
+    declared = {n: ast.literal_eval(p["default"]) for n, p in pm.inspect_notebook(str(path)).items()}
+    out = {}
+    for name, text in raw.items():
+        if name not in declared:
+            raise ValueError(f"{Path(path).name} has no parameter {name!r}; its parameters: {', '.join(declared)}")
+        kind = type(declared[name])
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                out[name] = text.lower() in ("true", "1")
+            else:
+                out[name] = kind(text)
+        except ValueError:
+            raise ValueError(f"parameter {name}={text!r} of {Path(path).name}: expected {kind.__name__}, "
+                             f"like its default {declared[name]!r}") from None
+    return out
+
+
 def execute_notebook(path: str | Path, out: str | Path | None = None, parameters: dict | None = None,
                      cwd: str | Path | None = None) -> Path:
     """Run ``path`` with papermill (into ``out``, default: in place), strip metadata, sync the .py pair."""

@@ -23,6 +23,14 @@ class Store:
         self.root = Path(root) / budget
         self.budget = budget
 
+    def check_writable(self) -> None:
+        """Raise ``PermissionError`` naming the folder if records cannot be written here."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=self.root).close()
+        except OSError as e:
+            raise PermissionError(f"cannot write records into {self.root}: {e.strerror or e}") from None
+
     def path(self, run, key: str) -> Path:
         return self.root / run.dataset / f"{run.label}-{key}"
 

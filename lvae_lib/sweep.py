@@ -111,6 +111,7 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
     names = isinstance(target, str) or all(isinstance(t, str) for t in target)
     runs = [replace(r, seed=seed) for r in E.runs_for(target)] if names else list(target)
     store = Store(results_dir, b.name)
+    store.check_writable()  # before hours of training, not after
     todo = store.missing(runs, b, refresh)
     report = SweepReport(skipped=[_name(r) for r in runs if r not in todo])
     if threads is None:

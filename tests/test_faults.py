@@ -118,3 +118,86 @@ def test_divergence_names_the_checkpoint_that_is_on_disk(tmp_path, monkeypatch):
     with pytest.raises(DivergenceError, match=rf"exploding loss .* at epoch 7 .*of epoch 4, is kept at {tmp_path}"):
         train(CFG, tc, synthetic(), tmp_path, progress=False)  # epochs 5-6 were never written
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 4
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "RUN", "--eval-every", "0"], "argument --eval-every: must be an integer >= 1, got 0"),
+    (["train", "RUN", "--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got 0"),
+    (["train", "RUN", "--train-subset", "-100"], "argument --train-subset: must be an integer >= 0, got -100"),
+    (["train", "RUN", "--lr", "inf"], "argument --lr: must be a finite number > 0, got inf"),
+    (["train", "RUN", "--layers", "6"], "argument --layers: must be an integer between 1 and 5, got 6"),
+    (["evaluate", "RUN", "--k", "0"], "argument --k: must be an integer >= 1, got 0"),
+    (["evaluate", "RUN", "--test-subset", "-1"], "argument --test-subset: must be an integer >= 0, got -1"),
+    (["run", "fig2", "--threads", "0"], "argument --threads: must be an integer >= 1, got 0"),
+    (["run", "fig2", "--seed", "1.5"], "argument --seed: must be an integer, got '1.5'"),
+    (["run", "fig2", "--device", "cuda:7"] if not torch.cuda.is_available() or torch.cuda.device_count() < 8
+     else ["run", "fig2", "--device", "tpu"], "argument --device: "),
+])
+def test_bad_values_are_refused_up_front_in_one_line(argv, message, tmp_path, capsys):
+    from lvae_lib.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path) if a == "RUN" else a for a in argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err.splitlines()[-1]
+    assert not list(tmp_path.iterdir())  # nothing was started or written
+
+
+def test_a_config_refuses_negative_subsets_and_a_zero_eval_interval():
+    for bad in (dict(train_subset=-100), dict(test_subset=-1), dict(eval_every=0), dict(lr=float("nan"))):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainConfig(**bad)
+
+
+def test_notebook_parameters_take_the_type_of_their_default():
+    from lvae_lib.notebooks import typed_parameters
+
+    nb = ROOT / "notebooks" / "fig3_layers.ipynb"
+    assert typed_parameters(nb, {"seed": "1", "progress": "true", "budget": "cpu"}) == \
+        {"seed": 1, "progress": True, "budget": "cpu"}  # papermill alone would pass the texts "1" and "true"
+    with pytest.raises(ValueError, match=r"seed='1.5' .* expected int"):
+        typed_parameters(nb, {"seed": "1.5"})
+    with pytest.raises(ValueError, match=r"no parameter 'sed'"):
+        typed_parameters(nb, {"sed": "1"})
+
+
+def test_a_seed_of_the_wrong_type_is_refused_before_any_training(tmp_path):
+    from lvae_lib import experiments as E
+
+    for bad in ("0", 1.5, -1):  # "0": what `-p seed=0` used to pass; every record then looked missing
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+            E.ensure("fig3", "auto", results_dir=tmp_path, work_dir=tmp_path, seed=bad, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_sweep_into_a_folder_it_cannot_write_fails_before_training(tmp_path):
+    from lvae_lib.sweep import sweep
+
+    blocked = tmp_path / "results"
+    blocked.write_text("a file where the results folder should be")
+    with pytest.raises(PermissionError, match=f"cannot write records into {blocked}"):
+        sweep("fig2", "smoke", results_dir=blocked, work_dir=tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("checkpoint.pt"))
+
+
+def test_evaluating_a_subset_never_overwrites_the_full_evaluation(tmp_path):
+    from safetensors.torch import save_file
+
+    from lvae_lib.cli import main
+    from lvae_lib.model import LadderVAE
+
+    # a trained-looking run dir, as `train` leaves it (a smoke model on MNIST)
+    pytest.importorskip("lvae_lib.data")
+    if not os.environ.get("LVAE_DATA_DIR") and not (ROOT.parent / "shared" / "data").exists():
+        pytest.skip("needs MNIST: set LVAE_DATA_DIR")
+    os.environ.setdefault("LVAE_DATA_DIR", str((ROOT.parent / "shared" / "data").resolve()))
+    cfg = preset("VAE", n_layers=1)[0]
+    save_file(LadderVAE(cfg).state_dict(), tmp_path / "model.safetensors")
+    import json
+    from lvae_lib.config import to_dict
+
+    (tmp_path / "config.json").write_text(json.dumps({"model": to_dict(cfg), "dataset": "mnist"}))
+    (tmp_path / "eval_L5.json").write_text('{"test_LK": -85.0, "n_test": 10000}')
+    assert main(["evaluate", str(tmp_path), "--k", "5", "--test-subset", "1"]) == 0
+    assert json.loads((tmp_path / "eval_L5.json").read_text())["test_LK"] == -85.0
+    assert json.loads((tmp_path / "eval_L5_first1.json").read_text())["n_test"] == 1
