@@ -28,7 +28,6 @@ import signal
 import tempfile
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -57,7 +56,8 @@ def _name(run: E.Run) -> str:
 
 def _fault(inject: dict | None, run: E.Run) -> None:
     """Test hook: fail the first ``times`` attempts of the run labelled ``label`` (counted in files under
-    ``dir``); with ``sleep``, first wait that many seconds, as a long run would."""
+    ``dir``); with ``sleep``, first wait that many seconds, as a long run would; with ``kill``, SIGKILL the
+    worker instead (``True``: always, a number: its first attempts)."""
     if not inject or inject["label"] != run.label:
         return
     d = Path(inject["dir"])
@@ -65,6 +65,9 @@ def _fault(inject: dict | None, run: E.Run) -> None:
     n = len(list(d.glob(f"{run.label}.*")))
     (d / f"{run.label}.{n}").touch()
     time.sleep(inject.get("sleep", 0))
+    kill = inject.get("kill")
+    if kill is True or (kill and n < kill):  # as the kernel's out-of-memory killer would (``kill``: first n attempts)
+        os.kill(os.getpid(), signal.SIGKILL)
     if n < inject["times"]:
         raise RuntimeError(f"injected fault (attempt {n + 1})")
 
@@ -183,44 +186,91 @@ def _finish(run, key, result, store, report, bar, log_dir):
 
 
 def _fail(run, key, err, report, bar, log_dir):
-    report.failed[_name(run)] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+    """Report ``run`` failed with ``err`` (an exception, or its text from a worker)."""
+    text = (err if isinstance(err, str) else f"{type(err).__name__}: {err}").strip()
+    kind, last = text.split(":", 1)[0], text.splitlines()[-1]
+    report.failed[_name(run)] = last if last.startswith(kind) else f"{kind}: {last}"  # the type and the last line
     with open(_log_path(log_dir, run, key), "a") as f:
         f.write(f"\nFAILED: {err}\n")
     bar.update(1)
 
 
+def _watch_parent(pid: int) -> None:
+    """In a worker: end this process when the sweep that started it is gone (even SIGKILLed), rather than
+    train on for hours as an orphan. Its checkpoints are atomic, so stopping anywhere loses at most the
+    epochs since the last one."""
+    while os.getppid() == pid:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _child(conn, parent: int, args: tuple) -> None:
+    """A local worker: one run, its record's files (or its error, as text) sent back through ``conn``."""
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    try:
+        conn.send(("ok", _execute(*args)))
+    except BaseException as e:  # noqa: BLE001 - reported by the driver, by name
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+    finally:
+        conn.close()
+
+
+def _died(proc) -> str:
+    code = proc.exitcode
+    return f"worker died ({signal.Signals(-code).name})" if code is not None and code < 0 else f"worker exited ({code})"
+
+
 def _run_local(wave, b, store, report, bar, log_dir, *, jobs, device, threads, retries, work_dir, data_root,
                inject, **_):
+    """Each run in a process of its own, ``jobs`` at a time: a worker that dies (an out-of-memory kill)
+    fails its run only; the run is retried, then reported by name, and the others go on."""
+    from multiprocessing.connection import wait as wait_any
+
+    ctx = get_context("spawn")
     scratch = tempfile.mkdtemp(prefix="lvae-sweep-")
     attempts = {r: 0 for r in wave}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        def submit(r):
-            attempts[r] += 1
-            return pool.submit(_execute, r, b.name, device, threads, scratch, work_dir, data_root, inject,
-                               str(_log_path(log_dir, r, r.key(b))))
+    todo, running = list(wave), {}
 
-        pending = {submit(r): r for r in wave}
-        try:
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    r = pending.pop(fut)
-                    key = r.key(b)
+    def start(r):
+        attempts[r] += 1
+        mine, theirs = ctx.Pipe(duplex=False)
+        args = (r, b.name, device, threads, scratch, work_dir, data_root, inject, str(_log_path(log_dir, r, r.key(b))))
+        proc = ctx.Process(target=_child, args=(theirs, os.getpid(), args), name=f"lvae {r.label}")
+        proc.start()
+        theirs.close()  # so that a dead worker's end reads as EOF here
+        running[mine] = (r, proc)
+
+    try:
+        while todo or running:
+            while todo and len(running) < jobs:
+                start(todo.pop(0))
+            for conn in wait_any(list(running)):
+                r, proc = running.pop(conn)
+                try:
+                    status, payload = conn.recv()
+                except EOFError:
+                    status, payload = "error", None
+                conn.close()
+                proc.join()
+                key = r.key(b)
+                if status == "ok":
                     try:
-                        _finish(r, key, fut.result(), store, report, bar, log_dir)
-                    except Exception as e:  # noqa: BLE001 - reported by name, the sweep goes on
-                        if attempts[r] <= retries:
-                            pending[submit(r)] = r
-                        else:
-                            _fail(r, key, e, report, bar, log_dir)
-        except KeyboardInterrupt:
-            for fut in pending:
-                fut.cancel()
-            for p in list(getattr(pool, "_processes", {}).values()):
-                p.terminate()
-            raise
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+                        _finish(r, key, payload, store, report, bar, log_dir)
+                        continue
+                    except Exception as e:  # noqa: BLE001 - e.g. the store could not be written
+                        payload = f"{type(e).__name__}: {e}"
+                if attempts[r] <= retries:
+                    todo.insert(0, r)
+                else:
+                    _fail(r, key, payload or _died(proc), report, bar, log_dir)
+    except KeyboardInterrupt:
+        for _, proc in running.values():
+            proc.terminate()
+        for _, proc in running.values():
+            proc.join(10)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _run_ray(wave, b, store, report, bar, log_dir, *, device, threads, num_gpus, retries, address, data_root,

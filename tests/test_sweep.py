@@ -183,3 +183,38 @@ def test_ray_backend_without_ray_says_how_to_install(monkeypatch, tmp_path):
     with pytest.raises(SystemExit, match=r'pip install "\.\[ray\]"'):
         sweep(RUNS[:1], "smoke", backend="ray", results_dir=tmp_path / "r", work_dir=tmp_path / "w", progress=False)
     assert not list(tmp_path.rglob("record.json"))
+
+
+def test_a_killed_worker_fails_only_its_run_which_is_retried(tmp_path):
+    """An out-of-memory kill of one worker: that run fails by name (or succeeds on its retry), the others
+    go on; before, the whole sweep aborted with BrokenProcessPool."""
+    hook = {"label": "VAE-L1", "times": 0, "dir": str(tmp_path / "started"), "kill": True}
+    rep = sweep(RUNS[:2], "smoke", jobs=2, threads=1, retries=0, results_dir=tmp_path / "r", work_dir=tmp_path / "w",
+                progress=False, inject_fault=hook)
+    assert list(rep.failed) == ["mnist/VAE-L1"] and "SIGKILL" in rep.failed["mnist/VAE-L1"]
+    assert rep.done == ["mnist/LVAE+BN+WU-L2"]
+    rep = sweep(RUNS[:2], "smoke", jobs=2, threads=1, retries=1, results_dir=tmp_path / "r2", work_dir=tmp_path / "w2",
+                progress=False, inject_fault={**hook, "dir": str(tmp_path / "again"), "kill": 1})
+    assert not rep.failed and sorted(rep.done) == ["mnist/LVAE+BN+WU-L2", "mnist/VAE-L1"]  # killed once, retried
+
+
+def test_workers_stop_when_their_sweep_is_killed_with_sigkill(tmp_path):
+    hook = {"label": "VAE-L1", "times": 0, "dir": str(tmp_path / "started"), "sleep": 300}
+    code = (f"from lvae_lib.sweep import sweep; from lvae_lib.experiments import Run; "
+            f"sweep([Run('mnist', 'VAE', 1)], 'smoke', threads=1, results_dir={str(tmp_path / 'r')!r}, "
+            f"work_dir={str(tmp_path / 'w')!r}, progress=False, inject_fault={hook!r})")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 120
+    while not (tmp_path / "started").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert children
+    proc.kill()  # SIGKILL: the sweep can clean nothing up itself
+    proc.wait()
+    deadline = time.time() + 15
+    alive = children
+    while alive and time.time() < deadline:
+        time.sleep(0.5)
+        alive = [c for c in children if Path(f"/proc/{c}").exists()
+                 and "State:\tZ" not in Path(f"/proc/{c}/status").read_text()]
+    assert not alive, f"orphaned workers still running: {alive}"
