@@ -26,6 +26,8 @@ import io
 import json
 import os
 import platform
+import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,19 +133,27 @@ def _git_blob(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def _remedy(path: Path, spec: FileSpec) -> str:
+    """What to do about a bad copy of ``spec`` at ``path``, true offline too."""
+    if cache_dir() in path.parents:  # our own download: deleting it is safe, but fetching again needs the internet
+        return (f"Delete it and it will be downloaded again from {spec.urls[0]} (this needs internet access); "
+                f"offline, put a verified copy into <dir>/{spec.path} and set {ENV_DATA}=<dir>.")
+    return (f"It is in your data folder {path.parent}, which this package never changes: replace it with a "
+            f"verified copy (from {spec.urls[0]}, or a colleague's).")
+
+
 def verify(path: Path, spec: FileSpec) -> str:
     """Check ``path`` against ``spec``; returns its sha256 or raises :class:`DataError`."""
     sha = _sha256(path)
     if spec.sha256 and sha not in spec.sha256:
         raise DataError(
             f"checksum mismatch for {path}: sha256 {sha}, expected {' or '.join(spec.sha256)}. "
-            f"The file is corrupted or truncated and was not used; delete it and it will be fetched again "
-            f"from {spec.urls[0]}."
+            f"The file is corrupted or truncated and was not used. {_remedy(path, spec)}"
         )
     if spec.git_blob and _git_blob(path) != spec.git_blob:
         raise DataError(
             f"checksum mismatch for {path}: git blob id {_git_blob(path)}, expected {spec.git_blob}. "
-            f"The file was not used; delete it and it will be fetched again from {spec.urls[0]}."
+            f"The file was not used. {_remedy(path, spec)}"
         )
     return sha
 
@@ -318,22 +328,63 @@ def _build_norb(root):
 
 
 _BUILDERS = {"mnist": _build_mnist, "omniglot": _build_omniglot, "omniglot28": _build_omniglot28, "norb": _build_norb}
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: the .json records the arrays' checksum
+
+
+def arrays_sha256(arrays: dict) -> str:
+    """A checksum of the arrays' names, dtypes, shapes and bytes (not of the npz file, whose zip
+    timestamps differ between two identical builds)."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _read_cache(path: Path) -> dict:
+    """The cached arrays at ``path`` if their checksum is the one their .json recorded, else raise
+    ``ValueError`` saying why (missing, unreadable, altered)."""
+    meta_path = path.with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text())
+        with np.load(path) as f:
+            arrays = dict(f)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"unreadable ({type(e).__name__})") from None
+    if meta.get("arrays_sha256") != arrays_sha256(arrays):
+        raise ValueError("its arrays do not match the checksum recorded when it was built")
+    return arrays
+
+
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` into a temporary file of this process's own beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _processed(name: str, root) -> dict:
-    """Arrays of ``name``, from the npz cache or built (and cached) from verified source files."""
+    """Arrays of ``name``, from the verified npz cache or built (and cached) from verified source files.
+    A cache that is missing its checksum, unreadable or altered is never used: it is rebuilt, with one
+    line of warning. Two processes building it at once each write their own temporary files."""
     path = cache_dir() / "processed" / f"{name}-v{_CACHE_VERSION}.npz"
     if path.exists():
-        with np.load(path) as f:
-            return dict(f)
+        try:
+            return _read_cache(path)
+        except ValueError as why:
+            warnings.warn(f"ignoring the processed cache {path}: {why}; rebuilding it from the verified source files",
+                          stacklevel=2)
     arrays, meta = _BUILDERS[name](root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    meta |= {"python": platform.python_version(), "shapes": {k: list(v.shape) for k, v in arrays.items()}}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    meta |= {"python": platform.python_version(), "shapes": {k: list(v.shape) for k, v in arrays.items()},
+             "arrays_sha256": arrays_sha256(arrays)}
+    _atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+    _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     return arrays
 
 

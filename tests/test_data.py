@@ -73,7 +73,7 @@ def test_omniglot28_stand_in(real_cache, monkeypatch):
     # one known image, pinned by the checksum of its 28x28 uint8 array
     u8 = (x[0] * 255).round().to(torch.uint8).numpy()
     assert hashlib.sha256(u8.tobytes()).hexdigest() == "821fcdefd3da44d58dec767328cb943294f779b8375209d94ae8f8399b713356"
-    meta = (real_cache / "processed" / "omniglot28-v1.json").read_text()
+    meta = (real_cache / "processed" / f"omniglot28-v{D._CACHE_VERSION}.json").read_text()
     assert "BOX" in meta and "pillow" in meta
 
 

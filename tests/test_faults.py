@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,67 @@ def test_evaluating_a_subset_never_overwrites_the_full_evaluation(tmp_path):
     assert main(["evaluate", str(tmp_path), "--k", "5", "--test-subset", "1"]) == 0
     assert json.loads((tmp_path / "eval_L5.json").read_text())["test_LK"] == -85.0
     assert json.loads((tmp_path / "eval_L5_first1.json").read_text())["n_test"] == 1
+
+
+# ----------------------------------------------------------------------------- the processed data cache
+def _mnist_root():
+    d = os.environ.get("LVAE_DATA_DIR") or str(ROOT.parent / "shared" / "data")
+    if not Path(d, "mnist").exists():
+        pytest.skip("needs MNIST: set LVAE_DATA_DIR")
+    return d
+
+
+def test_a_bad_cache_is_rebuilt_with_one_warning_never_used(tmp_path, monkeypatch):
+    import numpy as np
+
+    from lvae_lib import data as D
+
+    root = _mnist_root()
+    monkeypatch.setenv(D.ENV_CACHE, str(tmp_path))
+    x, _ = D.load_dataset("mnist", "test", root=root)
+    cache = tmp_path / "processed" / f"mnist-v{D._CACHE_VERSION}.npz"
+    with np.load(cache) as f:
+        arrays = dict(f)
+    arrays["x_test"] = arrays["x_test"].copy()
+    arrays["x_test"][0, :50] = 255  # valid, but altered
+    np.savez(cache, **arrays)
+    for damage in (None, b"", b"PK\x03\x04 truncated"):
+        if damage is not None:
+            cache.write_bytes(damage)
+        with pytest.warns(UserWarning, match=rf"ignoring the processed cache {cache}: .*rebuilding"):
+            again, _ = D.load_dataset("mnist", "test", root=root)
+        assert torch.equal(again, x)  # the altered or torn arrays were not used
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # and the rebuilt cache is trusted again, silently
+            D.load_dataset("mnist", "test", root=root)
+
+
+def test_two_processes_building_one_cache_at_once_both_succeed(tmp_path):
+    root = _mnist_root()
+    code = ("import sys; from lvae_lib import data as D; x, _ = D.load_dataset('mnist', 'test', root=sys.argv[1]); "
+            "print(float(x.sum()))")
+    env = {**os.environ, "LVAE_CACHE_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", code, root], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
+    assert outs[0][0] == outs[1][0]
+    assert not [p for p in (tmp_path / "processed").iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_advice_on_a_bad_file_works_offline_and_spares_the_users_folder(tmp_path, monkeypatch):
+    from lvae_lib import data as D
+
+    monkeypatch.setenv(D.ENV_CACHE, str(tmp_path / "cache"))
+    spec = D.FILES["mnist-test-labels"]
+    for where in (tmp_path / "mine", tmp_path / "cache"):
+        p = where / spec.path
+        p.parent.mkdir(parents=True)
+        p.write_bytes(b"truncated")
+        with pytest.raises(D.DataError) as e:
+            D.verify(p, spec)
+        msg = str(e.value)
+        if where.name == "mine":
+            assert "never changes" in msg and "delete" not in msg.lower()
+        else:
+            assert "needs internet access" in msg and "offline" in msg
