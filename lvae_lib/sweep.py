@@ -35,7 +35,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import experiments as E
-from .results import Store
+from .results import BadRecord, Store
 
 
 @dataclass
@@ -174,7 +174,11 @@ def _log_path(log_dir: Path, run: E.Run, key: str) -> Path:
 def _finish(run, key, result, store, report, bar, log_dir):
     files = result["files"]
     if store.complete(run, key):  # a refresh: say what it replaces, and whether it reproduced it
-        old, new = store.load(run, key), json.loads(files["record.json"])
+        try:
+            old = store.load(run, key)
+        except BadRecord:  # a damaged record is replaced, not compared
+            old = {"provenance": {}, "summary": None}
+        new = json.loads(files["record.json"])
         new["provenance"]["replaces"] = {"git_commit": old["provenance"].get("git_commit"),
                                          "date": old["provenance"].get("date"),
                                          "summary_equal": old["summary"] == new["summary"]}

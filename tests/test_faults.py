@@ -1,6 +1,7 @@
 """Faults and bad input: a killed or crashed trainer loses nothing and leaves nothing torn; a second
 trainer on one run dir is refused; checkpoints load no code; divergence names the checkpoint on disk."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -266,3 +267,50 @@ def test_advice_on_a_bad_file_works_offline_and_spares_the_users_folder(tmp_path
             assert "never changes" in msg and "delete" not in msg.lower()
         else:
             assert "needs internet access" in msg and "offline" in msg
+
+
+# ----------------------------------------------------------------------------- committed records
+def test_a_hand_edited_or_misplaced_record_is_named_and_not_used(tmp_path):
+    import json
+    import shutil
+
+    from lvae_lib import experiments as E, report
+    from lvae_lib.results import BadRecord, Store
+
+    b = E.get_budget("smoke")
+    lv, va = E.Run("mnist", "LVAE+BN+WU", 5), E.Run("mnist", "VAE+BN+WU", 5)
+    for r in (lv, va):  # copies of two committed records
+        shutil.copytree(Store(E.DEFAULT_RESULTS, "smoke").path(r, r.key(b)), Store(tmp_path, "smoke").path(r, r.key(b)))
+    store = Store(tmp_path, "smoke")
+    assert len(store.table([lv, va], b)) == 2
+    f = store.path(lv, lv.key(b)) / "record.json"
+    rec = json.loads(f.read_text())
+    rec["summary"]["test_LK"] += 500.0  # a hand edit that would flip "LVAE beats the best VAE"
+    f.write_text(json.dumps(rec, indent=1))
+    with pytest.raises(BadRecord, match=re.escape(f"{store.path(lv, lv.key(b))}: record.json changed after the record was written")):
+        store.load(lv, lv.key(b))
+    with pytest.warns(UserWarning, match="checksum mismatch"):
+        df = store.table([lv, va], b)
+    assert list(df["variant"]) == ["VAE+BN+WU"] and len(df.attrs["bad_records"]) == 1
+    df.attrs["results_dir"] = str(tmp_path)
+    assert report.claims(df).set_index("claim").loc["... and on test L_K, the estimate of log p(x)", "verdict"] == "not run"
+    # a record copied into another model's folder is named, not shown as NaN
+    shutil.rmtree(store.path(lv, lv.key(b)))
+    shutil.copytree(store.path(va, va.key(b)), store.path(lv, lv.key(b)))
+    with pytest.raises(BadRecord, match=r"is that of VAE\+BN\+WU-L5-\w+, not of LVAE\+BN\+WU-L5"):
+        store.load(lv, lv.key(b))
+    (store.path(va, va.key(b)) / "arrays.npz").write_bytes(b"edited")
+    with pytest.raises(BadRecord, match="arrays.npz changed"):
+        store.load(va, va.key(b))
+
+
+def test_every_committed_record_is_sealed_and_intact():
+    from lvae_lib import experiments as E
+    from lvae_lib.results import check
+
+    import json
+
+    recs = sorted(E.DEFAULT_RESULTS.glob("*/*/*/record.json"))
+    assert recs
+    for f in recs:
+        check(f.parent, json.loads(f.read_text()))  # raises, naming the record, if any file changed

@@ -49,7 +49,8 @@ def test_store_writes_atomically(tmp_path, monkeypatch):
         st.write(run, "k1", {"summary": {}}, [{"epoch": 1}], {"a": np.zeros(2)})
     assert not st.complete(run, "k1") and not list(tmp_path.rglob("record.json"))
     monkeypatch.undo()
-    p = st.write(run, "k1", {"run": {}, "summary": {"x": 1}}, [{"epoch": 1, "train_elbo": -1.5}], {"a": np.arange(3)})
+    p = st.write(run, "k1", {"run": {"label": run.label}, "key": "k1", "summary": {"x": 1}},
+                 [{"epoch": 1, "train_elbo": -1.5}], {"a": np.arange(3)})
     assert st.complete(run, "k1") and p.name == "VAE-L1-k1"
     assert st.load(run, "k1")["summary"] == {"x": 1}
     assert st.metrics(run, "k1")["train_elbo"].tolist() == [-1.5]

@@ -93,6 +93,9 @@ def test_refresh_retrains_a_record_without_per_image_estimates_and_reproduces_it
     old = next((tmp_path / "results").rglob("VAE-L1-*/record.json")).parent
     with np.load(old / "arrays.npz") as a:  # as a record made before per-image estimates were kept
         np.savez_compressed(old / "arrays.npz", **{k: a[k] for k in a.files if not k.endswith("_per_image")})
+    from lvae_lib.results import seal
+
+    seal(old)
     plain = sweep(list(RUNS), "smoke", threads=1, results_dir=tmp_path / "results", work_dir=tmp_path / "runs",
                   progress=False)
     assert not plain.done  # complete records are not retrained without --refresh
