@@ -57,12 +57,22 @@ def caption(df, extra: str = "") -> str:
     return f"Ours: budget `{budgets}`, data {datasets}. {extra}".strip()
 
 
+def _nothing():
+    """The figure of a target with no records (its data could not be found): a line saying so."""
+    fig, ax = plt.subplots(figsize=(6, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, "no records to plot (see the message above)", ha="center", va="center")
+    return fig
+
+
 def layers_figure(df, paper_axes=None, variants=None):
     """Figs. 3, 7, 8: train L_1, test L_1 and test L_K against the number of stochastic layers; where a
     model has several seeds, its mean with an error bar of +-1 sd over the seeds."""
     from .report import seed_mean
 
     variants = variants or [v for v in VARIANTS if v in set(df["variant"])]
+    if not len(df):
+        return _nothing()
     df = seed_mean(df)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     k = int(df["K"].iloc[0]) if len(df) else 0
@@ -87,6 +97,8 @@ def training_curves(curves: dict, paper_ylim=None):
     ``curves`` maps variant -> [metrics DataFrame (columns epoch, train_elbo, test_elbo), one per seed]:
     the mean over the seeds is drawn, and a band from their lowest to their highest value.
     """
+    if not curves:
+        return _nothing()
     fig, ax = plt.subplots(figsize=(6, 3.8))
     means = {}
     for v, runs in curves.items():
@@ -115,6 +127,8 @@ def unit_kl_figure(snapshots: dict):
     layer by their final KL; white is an inactive unit.
     """
     n = len(snapshots)
+    if not n:
+        return _nothing()
     fig, axes = plt.subplots(n, 1, figsize=(10, 1.2 + 1.3 * n), squeeze=False, gridspec_kw={"hspace": 0.6})
     for ax, (v, snaps) in zip(axes[:, 0], snapshots.items()):
         epochs = sorted(snaps)
@@ -139,6 +153,8 @@ def unit_kl_figure(snapshots: dict):
 
 def layer_kl_figure(df):
     """Fig. 5: KL[q_i|p_i] per layer i, bars grouped by layer, one colour per variant."""
+    if not len(df):
+        return _nothing()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     variants = [v for v in VARIANTS if v in set(df["variant"])]
     w = 0.8 / max(1, len(variants))
@@ -155,6 +171,8 @@ def layer_kl_figure(df):
 def pca_figure(projections: dict, labels):
     """Fig. 6: 2-D PCA of z_i ~ q(z_i|.) for every layer (columns) and variant (rows), coloured by class."""
     n = len(projections)
+    if not n:
+        return _nothing()
     fig, axes = plt.subplots(n, 5, figsize=(11, 2.2 * n), squeeze=False)
     for r, (v, layers) in enumerate(projections.items()):
         for c in range(5):

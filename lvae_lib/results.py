@@ -62,6 +62,11 @@ def check(folder: Path, rec: dict, key: str | None = None, label: str | None = N
                         f"it: restore it from git, or delete the folder and train it again")
 
 
+TABLE_COLUMNS = ["dataset", "dataset_name", "variant", "layers", "finetune", "seed", "label", "budget", "key",
+                 "train_L1", "test_L1", "test_LK", "K", "active_units", "layer_kl", "train_seconds", "device",
+                 "threads", "epochs", "run_obj", "path"]
+
+
 class Store:
     def __init__(self, root, budget: str):
         self.root = Path(root) / budget
@@ -163,6 +168,6 @@ class Store:
                          "threads": rec["provenance"].get("threads"),
                          "epochs": rec["train_cfg"]["epochs"] + ((rec.get("finetune_cfg") or {}).get("epochs") or 0),
                          "run_obj": r, "path": rec["path"]})
-        df = pd.DataFrame(rows)
+        df = pd.DataFrame(rows, columns=TABLE_COLUMNS if not rows else None)  # empty: still the columns
         df.attrs["bad_records"] = bad
         return df
