@@ -50,11 +50,16 @@ METRIC_TITLES = {"train_L1": r"a) $\mathcal{L}^{train}_1$", "test_L1": r"b) $\ma
                  "test_LK": r"c) $\mathcal{L}^{test}_{K}$"}
 
 
-def caption(df, extra: str = "") -> str:
-    """A caption-like line: which budget and data the plotted numbers come from."""
+def caption(df, extra: str = "", also=None) -> str:
+    """A caption-like line: which budget and data the plotted numbers come from (and, with ``also``,
+    which models are drawn as stars from another budget)."""
     budgets = ", ".join(sorted(df["budget"].unique())) if len(df) else "none"
     datasets = ", ".join(sorted(df["dataset_name"].unique())) if len(df) else "none"
-    return f"Ours: budget `{budgets}`, data {datasets}. {extra}".strip()
+    more = ""
+    if also is not None and len(also) and len(o := also[~also["budget"].isin(set(df["budget"]))]):
+        more = " Stars: " + "; ".join(f"budget `{b}`: {', '.join(sorted(g['label'].unique()))}"
+                                      for b, g in o.groupby("budget")) + "."
+    return f"Ours: budget `{budgets}`, data {datasets}.{more} {extra}".strip()
 
 
 def _nothing():
@@ -65,15 +70,20 @@ def _nothing():
     return fig
 
 
-def layers_figure(df, paper_axes=None, variants=None):
+def layers_figure(df, paper_axes=None, variants=None, also=None):
     """Figs. 3, 7, 8: train L_1, test L_1 and test L_K against the number of stochastic layers; where a
-    model has several seeds, its mean with an error bar of +-1 sd over the seeds."""
+    model has several seeds, its mean with an error bar of +-1 sd over the seeds. ``also``: records of
+    a larger budget for some of these models (the paper budget's), drawn over the lines as stars."""
     from .report import seed_mean
 
     variants = variants or [v for v in VARIANTS if v in set(df["variant"])]
     if not len(df):
         return _nothing()
     df = seed_mean(df)
+    extra = None
+    if also is not None and len(also):
+        extra = seed_mean(also[~also["budget"].isin(set(df["budget"]))])
+        extra = extra if len(extra) else None
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     k = int(df["K"].iloc[0]) if len(df) else 0
     for ax, metric in zip(axes, ("train_L1", "test_L1", "test_LK")):
@@ -81,6 +91,11 @@ def layers_figure(df, paper_axes=None, variants=None):
             d = df[(df["variant"] == v) & (df["finetune"] == "")].sort_values("layers")
             ax.errorbar(d["layers"], d[metric], yerr=d[f"{metric}_sd"].fillna(0), marker=MARKERS[v], color=COLORS[v],
                         label=v, capsize=3)
+        if extra is not None:
+            for v in variants:
+                e = extra[(extra["variant"] == v) & (extra["finetune"] == "")]
+                ax.scatter(e["layers"], e[metric], marker="*", s=140, color=COLORS[v], edgecolor="k", zorder=5,
+                           label=f"{v}, budget {e['budget'].iloc[0]} (c: K = {int(e['K'].iloc[0])})" if len(e) else None)
         ax.set_title(METRIC_TITLES[metric].replace("{K}", "{%d}" % k))
         ax.set_xlabel("Number of layers")
         ax.set_xticks(range(1, 6))

@@ -26,13 +26,15 @@ fig = plots.training_curves(report.curves(df))
 # The final values (test $\mathcal{L}_1$ in evaluation mode, nats):
 
 # %%
-df[["variant", "layers", "train_L1", "test_L1"]].round(2)
+df[["variant", "layers", "seed", "train_L1", "test_L1"]].round(2)
 
 # %% [markdown]
 # ## What our run shows
 #
-# The claims of this figure, tested on the records above ("holds" or "does not hold" is computed from
-# the numbers; at the `smoke` budget a verdict says nothing about the method):
+# The claims of this figure, decided on every committed record of every seed by the intervals of
+# {ref}`the verdict rule <verdicts>`: *holds* only when each interval of the difference lies on the
+# claimed side, *not resolved* when one contains zero. At the `smoke` budget a verdict says nothing
+# about the method.
 
 # %%
-report.claims(df, "fig2")
+report.claims(E.records("fig2", results_dir or None), "fig2")
