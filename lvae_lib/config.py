@@ -1,16 +1,6 @@
-"""One dataclass describes a model, one a training run; presets name the paper's variants.
-
-The presets follow the legends of the paper's figures:
-
-=============  =========  ==========  =======
-preset         inference  batch norm  warm-up
-=============  =========  ==========  =======
-VAE            bottom-up  no          no
-VAE+BN         bottom-up  yes         no
-VAE+BN+WU      bottom-up  yes         yes
-LVAE+BN+WU     ladder     yes         yes
-LVAE+WU        ladder     no          yes      (appendix, Fig. 7)
-=============  =========  ==========  =======
+"""One dataclass describes a model, one a training run; one table (:data:`VARIANTS`) names the paper's
+variants as the legends of its figures do (VAE, VAE+BN, VAE+BN+WU, LVAE+BN+WU, and LVAE+WU of the
+appendix's Fig. 7): inference, batch norm, warm-up, and the colour and marker every figure gives them.
 """
 from __future__ import annotations
 
@@ -113,14 +103,41 @@ class TrainConfig:
         return self.lr * self.lr_decay ** (epoch // self.lr_decay_every)
 
 
-# name -> (ModelConfig overrides, uses warm-up)
+@dataclass(frozen=True)
+class Variant:
+    """One model variant of the paper's figures: how it is built and trained, and how every figure
+    draws it. :data:`VARIANTS` is the one table of them; config, registry, plots and report read it."""
+
+    name: str
+    inference: str  # "bottom_up" (VAE) or "ladder" (LVAE)
+    batch_norm: bool
+    warmup: bool
+    color: str
+    marker: str
+
+    @property
+    def ladder(self) -> bool:
+        return self.inference == "ladder"
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("VAE", "bottom_up", batch_norm=False, warmup=False, color="#7f7f7f", marker="o"),
+    Variant("VAE+BN", "bottom_up", batch_norm=True, warmup=False, color="#1f77b4", marker="s"),
+    Variant("VAE+BN+WU", "bottom_up", batch_norm=True, warmup=True, color="#2ca02c", marker="^"),
+    Variant("LVAE+BN+WU", "ladder", batch_norm=True, warmup=True, color="#d62728", marker="D"),
+    Variant("LVAE+WU", "ladder", batch_norm=False, warmup=True, color="#ff7f0e", marker="v"),  # appendix, Fig. 7
+)}
+
+# name -> (ModelConfig overrides, uses warm-up), read from VARIANTS
 PRESETS: dict[str, tuple[dict, bool]] = {
-    "VAE": (dict(inference="bottom_up", batch_norm=False), False),
-    "VAE+BN": (dict(inference="bottom_up", batch_norm=True), False),
-    "VAE+BN+WU": (dict(inference="bottom_up", batch_norm=True), True),
-    "LVAE+BN+WU": (dict(inference="ladder", batch_norm=True), True),
-    "LVAE+WU": (dict(inference="ladder", batch_norm=False), True),
+    v.name: (dict(inference=v.inference, batch_norm=v.batch_norm), v.warmup) for v in VARIANTS.values()
 }
+
+
+def bottom_up(name: str) -> bool:
+    """Whether the variant ``name`` is a VAE (bottom-up inference): the paper's "best VAE" is chosen among these."""
+    return not VARIANTS[name].ladder
+
 
 # per-dataset settings of Section 3
 DATASET_MODEL = {

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import TrainConfig, config_hash, preset, to_dict
+from .config import VARIANTS, TrainConfig, config_hash, preset, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = ROOT / "results"
@@ -124,7 +124,7 @@ VARIANTS4 = ("VAE", "VAE+BN", "VAE+BN+WU", "LVAE+BN+WU")
 
 def grid(dataset: str, variants=VARIANTS4) -> list[Run]:
     """Depths 1-5 for every variant; the LVAE starts at 2 layers (with one layer it is the VAE)."""
-    return [Run(dataset, v, L) for v in variants for L in range(1, 6) if not (v.startswith("LVAE") and L == 1)]
+    return [Run(dataset, v, L) for v in variants for L in range(1, 6) if not (VARIANTS[v].ladder and L == 1)]
 
 
 FIVE = [Run("mnist", v, 5) for v in VARIANTS4]

@@ -7,9 +7,11 @@ import pandas as pd
 
 from .distributions import precision_weighted_merge
 
-VARIANTS = ("VAE", "VAE+BN", "VAE+BN+WU", "LVAE+BN+WU", "LVAE+WU")
-COLORS = dict(zip(VARIANTS, ("#7f7f7f", "#1f77b4", "#2ca02c", "#d62728", "#ff7f0e")))
-MARKERS = dict(zip(VARIANTS, ("o", "s", "^", "D", "v")))
+from .config import VARIANTS as _TABLE
+
+VARIANTS = tuple(_TABLE)  # in the table's order: the order of every legend
+COLORS = {n: v.color for n, v in _TABLE.items()}
+MARKERS = {n: v.marker for n, v in _TABLE.items()}
 
 
 def style():

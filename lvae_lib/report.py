@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from . import evidence as ev
+from .config import bottom_up
 from . import paper
 from .results import Store
 
@@ -107,7 +108,7 @@ def top_budget(d: pd.DataFrame) -> pd.DataFrame:
 def mnist_text_compare(df) -> pd.DataFrame:
     """The MNIST numbers the paper states in its text (Fig. 3) beside ours."""
     d = seed_mean(df[(df["finetune"] == "") & (df["dataset"] == "mnist")]) if len(df) else df
-    vae = top_budget(d[d["variant"].str.startswith("VAE")]) if len(d) else d
+    vae = top_budget(d[d["variant"].map(bottom_up).astype(bool)]) if len(d) else d
     lvae5 = top_budget(d[(d["variant"] == "LVAE+BN+WU") & (d["layers"] == 5)]) if len(d) else d
     best = lambda t, m: t.loc[t[m].idxmax()] if len(t) else None  # noqa: E731
     ours = {
@@ -233,7 +234,7 @@ def _model(df, dataset, variant, layers, finetune=""):
 def _best_vae(df, dataset, layers, metric):
     """The rows of the bottom-up variant with the highest mean ``metric`` at this depth (chosen on the
     same records it is then compared on, as the paper's "best VAE" is)."""
-    d = df[(df["dataset"] == dataset) & df["variant"].str.startswith("VAE") & (df["layers"] == layers) & (df["finetune"] == "")]
+    d = df[(df["dataset"] == dataset) & df["variant"].map(bottom_up).astype(bool) & (df["layers"] == layers) & (df["finetune"] == "")]
     if not len(d):
         return d
     value = METRICS[metric][0]

@@ -111,8 +111,9 @@ report.run_times(df)
 # %% [markdown]
 # ## Adding an experiment
 #
-# 1. If it needs a new model variant, add a preset to `lvae_lib/config.py` (`PRESETS`: the
-#    `ModelConfig` overrides and whether it uses warm-up); `preset(name, layers, dataset)` builds it.
+# 1. If it needs a new model variant, add a row to `VARIANTS` in `lvae_lib/config.py` (inference,
+#    batch norm, warm-up, and the colour and marker every figure gives it); `preset(name, layers,
+#    dataset)` builds it, and the plots and the report know it from there.
 # 2. Register the runs it needs in `lvae_lib/experiments.py`, e.g.
 #    `FIGURES["myfig"] = [Run("mnist", "LVAE+BN+WU", L) for L in (2, 5)]`. A run is keyed by the hash
 #    of its full configuration, so runs shared with other figures are trained once.
