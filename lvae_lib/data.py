@@ -418,10 +418,34 @@ def fixed_binarization(x: torch.Tensor, seed: int = TEST_BINARIZATION_SEED) -> t
     return torch.bernoulli(x.cpu(), generator=g).to(x.device)
 
 
-def train_data(name: str, root=None):
-    """A :class:`lvae_lib.train.TrainData` for ``name``: real-valued train set, evaluation-ready test set."""
-    from .train import TrainData
+@dataclass
+class TrainData:
+    """Tensors for one training run.
 
+    ``x_train`` is real-valued in [0, 1]; it is binarized afresh each epoch when
+    ``binarize`` is true.  ``x_test`` is ready for evaluation (for Bernoulli data:
+    binarized once with a fixed seed, see :func:`lvae_lib.data.fixed_binarization`).
+    """
+
+    x_train: torch.Tensor
+    x_test: torch.Tensor
+    binarize: bool = True
+    y_test: torch.Tensor | None = None
+    name: str = "synthetic"
+
+    def to(self, device) -> "TrainData":
+        return TrainData(self.x_train.to(device), self.x_test.to(device), self.binarize,
+                         None if self.y_test is None else self.y_test.to(device), self.name)
+
+    def subset(self, n_train: int = 0, n_test: int = 0) -> "TrainData":
+        """The first ``n_train`` training and ``n_test`` test images (0: all), as views."""
+        cut = lambda t, n: None if t is None else t[: n or None]  # noqa: E731
+        return TrainData(cut(self.x_train, n_train), cut(self.x_test, n_test), self.binarize,
+                         cut(self.y_test, n_test), self.name)
+
+
+def train_data(name: str, root=None):
+    """A :class:`TrainData` for ``name``: real-valued train set, evaluation-ready test set."""
     _check_name(name)
     a = _processed(name, root)  # read the cache once for both splits
     x_tr, _ = _split(a, name, "train")

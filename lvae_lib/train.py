@@ -18,7 +18,6 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,6 +26,7 @@ from tqdm import tqdm
 from . import analysis
 from . import distributions as D
 from .config import ModelConfig, TrainConfig, to_dict
+from .data import TrainData
 from .model import LadderVAE
 from .objectives import iw_bound, training_loss
 
@@ -37,32 +37,6 @@ class DivergenceError(RuntimeError):
 
 # a loss (nats per image) no model of these data reaches while learning: training has diverged
 EXPLODED = 1e8
-
-
-@dataclass
-class TrainData:
-    """Tensors for one training run.
-
-    ``x_train`` is real-valued in [0, 1]; it is binarized afresh each epoch when
-    ``binarize`` is true.  ``x_test`` is ready for evaluation (for Bernoulli data:
-    binarized once with a fixed seed, see :func:`lvae_lib.data.fixed_binarization`).
-    """
-
-    x_train: torch.Tensor
-    x_test: torch.Tensor
-    binarize: bool = True
-    y_test: torch.Tensor | None = None
-    name: str = "synthetic"
-
-    def to(self, device) -> "TrainData":
-        return TrainData(self.x_train.to(device), self.x_test.to(device), self.binarize,
-                         None if self.y_test is None else self.y_test.to(device), self.name)
-
-    def subset(self, n_train: int = 0, n_test: int = 0) -> "TrainData":
-        """The first ``n_train`` training and ``n_test`` test images (0: all), as views."""
-        cut = lambda t, n: None if t is None else t[: n or None]  # noqa: E731
-        return TrainData(cut(self.x_train, n_train), cut(self.x_test, n_test), self.binarize,
-                         cut(self.y_test, n_test), self.name)
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
