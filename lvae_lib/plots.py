@@ -15,9 +15,10 @@ MARKERS = {n: v.marker for n, v in _TABLE.items()}
 
 
 def style():
-    """A clean, paper-like matplotlib style."""
+    """A clean, paper-like matplotlib style; tables show every character of a cell (pandas cuts at 50)."""
     plt.rcParams.update({"figure.dpi": 100, "axes.spines.top": False, "axes.spines.right": False,
                          "axes.grid": True, "grid.alpha": 0.3, "font.size": 10, "legend.frameon": False})
+    pd.set_option("display.max_colwidth", None)
 
 
 def plot_merge(ratios=(0.25, 1.0, 4.0), mu_p=0.0, var_p=1.0, mu_hat=2.0):

@@ -32,8 +32,10 @@ df.set_index("variant")["active_units"].apply(lambda a: "-".join(map(str, a))).t
 # %% [markdown]
 # ## What our run shows
 #
-# The claims of this figure, tested on the records above ("holds" or "does not hold" is computed from
-# the numbers; at the `smoke` budget a verdict says nothing about the method):
+# The claims of this figure, decided on every committed record of every seed by the intervals of
+# {ref}`the verdict rule <verdicts>`: *holds* only when each interval of the difference lies on the
+# claimed side, *not resolved* when one contains zero. At the `smoke` budget a verdict says nothing
+# about the method.
 
 # %%
-report.claims(df, "fig4")
+report.claims(E.records("fig4", results_dir or None), "fig4")

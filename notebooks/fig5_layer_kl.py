@@ -28,8 +28,10 @@ df.set_index("variant")["layer_kl"].apply(lambda a: [round(v, 2) for v in a]).to
 # %% [markdown]
 # ## What our run shows
 #
-# The claims of this figure, tested on the records above ("holds" or "does not hold" is computed from
-# the numbers; at the `smoke` budget a verdict says nothing about the method):
+# The claims of this figure, decided on every committed record of every seed by the intervals of
+# {ref}`the verdict rule <verdicts>`: *holds* only when each interval of the difference lies on the
+# claimed side, *not resolved* when one contains zero. At the `smoke` budget a verdict says nothing
+# about the method.
 
 # %%
-report.claims(df, "fig5")
+report.claims(E.records("fig5", results_dir or None), "fig5")
