@@ -314,3 +314,24 @@ def test_every_committed_record_is_sealed_and_intact():
     assert recs
     for f in recs:
         check(f.parent, json.loads(f.read_text()))  # raises, naming the record, if any file changed
+
+
+def test_a_full_disk_while_checkpointing_names_the_path(tmp_path, monkeypatch):
+    from lvae_lib import train as T
+
+    def full(obj, f):
+        raise RuntimeError("basic_ios::clear: iostream error")  # what torch.save says on a full disk
+
+    monkeypatch.setattr(T.torch, "save", full)
+    with pytest.raises(CheckpointError, match=rf"cannot write {tmp_path / 'checkpoint.pt'}: basic_ios"):
+        train(CFG, TrainConfig(epochs=1, batch_size=64), synthetic(), tmp_path, progress=False)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_evaluate_into_a_read_only_run_dir_refuses_before_computing(tmp_path, monkeypatch, capsys):
+    from lvae_lib import cli
+
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setattr(cli.os, "access", lambda p, mode: False)  # as a read-only folder is (root ignores modes)
+    assert cli.main(["evaluate", str(tmp_path), "--k", "5"]) == 2
+    assert f"cannot write {tmp_path / 'eval_L5.json'}" in capsys.readouterr().err
