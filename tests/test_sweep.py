@@ -122,9 +122,9 @@ def test_local_fault_is_retried_and_a_hopeless_run_reported_by_name(tmp_path):
     assert len(list((tmp_path / "r2").rglob("record.json"))) == 1  # nothing half-written for the failed run
 
 
-def test_sigterm_stops_the_workers_with_the_sweep(tmp_path):
-    """`kill <sweep pid>` must not leave a worker training on and writing checkpoints behind it."""
-    hook = {"label": "VAE-L1", "times": 0, "dir": str(tmp_path / "started"), "sleep": 120}
+def sweep_with_a_sleeping_worker(tmp_path):
+    """A sweep in a subprocess whose one worker sleeps (as a long run trains); returns it and its workers."""
+    hook = {"label": "VAE-L1", "times": 0, "dir": str(tmp_path / "started"), "sleep": 300}
     code = (f"from lvae_lib.sweep import sweep; from lvae_lib.experiments import Run; "
             f"sweep([Run('mnist', 'VAE', 1)], 'smoke', threads=1, results_dir={str(tmp_path / 'r')!r}, "
             f"work_dir={str(tmp_path / 'w')!r}, progress=False, inject_fault={hook!r})")
@@ -135,11 +135,25 @@ def test_sigterm_stops_the_workers_with_the_sweep(tmp_path):
     assert proc.poll() is None, "the sweep ended before its worker started"
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     assert children
+    return proc, children
+
+
+def still_running(pids, wait=15.0):
+    """The processes of ``pids`` still alive (not zombies) after up to ``wait`` seconds."""
+    deadline = time.time() + wait
+    while True:
+        alive = [c for c in pids if Path(f"/proc/{c}").exists() and "State:\tZ" not in Path(f"/proc/{c}/status").read_text()]
+        if not alive or time.time() > deadline:
+            return alive
+        time.sleep(0.5)
+
+
+def test_sigterm_stops_the_workers_with_the_sweep(tmp_path):
+    """`kill <sweep pid>` must not leave a worker training on and writing checkpoints behind it."""
+    proc, children = sweep_with_a_sleeping_worker(tmp_path)
     proc.terminate()
     assert proc.wait(timeout=60) != 0
-    time.sleep(2)
-    alive = [c for c in children if Path(f"/proc/{c}").exists()
-             and "State:\tZ" not in Path(f"/proc/{c}/status").read_text()]
+    alive = still_running(children, wait=2.0)
     assert not alive, f"workers still running after the sweep was killed: {alive}"
 
 
@@ -202,22 +216,8 @@ def test_a_killed_worker_fails_only_its_run_which_is_retried(tmp_path):
 
 
 def test_workers_stop_when_their_sweep_is_killed_with_sigkill(tmp_path):
-    hook = {"label": "VAE-L1", "times": 0, "dir": str(tmp_path / "started"), "sleep": 300}
-    code = (f"from lvae_lib.sweep import sweep; from lvae_lib.experiments import Run; "
-            f"sweep([Run('mnist', 'VAE', 1)], 'smoke', threads=1, results_dir={str(tmp_path / 'r')!r}, "
-            f"work_dir={str(tmp_path / 'w')!r}, progress=False, inject_fault={hook!r})")
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    deadline = time.time() + 120
-    while not (tmp_path / "started").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    assert children
+    proc, children = sweep_with_a_sleeping_worker(tmp_path)
     proc.kill()  # SIGKILL: the sweep can clean nothing up itself
     proc.wait()
-    deadline = time.time() + 15
-    alive = children
-    while alive and time.time() < deadline:
-        time.sleep(0.5)
-        alive = [c for c in children if Path(f"/proc/{c}").exists()
-                 and "State:\tZ" not in Path(f"/proc/{c}/status").read_text()]
+    alive = still_running(children)
     assert not alive, f"orphaned workers still running: {alive}"
