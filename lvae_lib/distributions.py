@@ -8,6 +8,8 @@ typeset as ``sigma_q``, defines a variance.
 """
 from __future__ import annotations
 
+import contextlib
+
 import math
 
 import torch
@@ -63,6 +65,22 @@ def binarize(p: torch.Tensor) -> torch.Tensor:
     return (torch.rand_like(p) < p).to(p.dtype)
 
 
+_GIVEN: list = []  # iterators of pre-drawn noise, innermost last (see given_noise)
+
+
+@contextlib.contextmanager
+def given_noise(eps):
+    """Inside, :func:`reparameterize` takes its N(0, I) draws from ``eps``, in order, instead of the
+    random generator: the stacked engine (:mod:`lvae_lib.stacked`) draws each model's noise from that
+    model's own generator state, as the model would have drawn it alone."""
+    _GIVEN.append(iter(eps))
+    try:
+        yield
+    finally:
+        _GIVEN.pop()
+
+
 def reparameterize(mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     """Draw z = mu + sqrt(var) * eps with eps ~ N(0, I) (the reparameterisation trick)."""
-    return mu + torch.sqrt(var) * torch.randn_like(mu)
+    eps = next(_GIVEN[-1]) if _GIVEN else torch.randn_like(mu)
+    return mu + torch.sqrt(var) * eps

@@ -20,13 +20,17 @@ def training_loss(model: LadderVAE, x: torch.Tensor, beta: float = 1.0, mc_sampl
     Returns ``(loss, out)`` where ``out`` is the model's dict.
     """
     out = model(x, n_samples=mc_samples * iw_samples, log_w=iw_samples > 1)
+    return loss_of(out, beta, mc_samples, iw_samples), out
+
+
+def loss_of(out: dict, beta, mc_samples: int = 1, iw_samples: int = 1) -> torch.Tensor:
+    """The loss of :func:`training_loss` from the model's dict ``out`` (drawn with ``mc_samples * iw_samples``
+    samples, and ``log_w`` when ``iw_samples > 1``)."""
     if iw_samples == 1:
-        loss = (out["distortion"] + beta * out["rate"]).mean()
-    else:
-        latent = out["log_w"] - out["log_px"]  # log p(z) - log q(z|x)
-        log_w = (out["log_px"] + beta * latent).view(mc_samples, iw_samples, -1)
-        loss = -(torch.logsumexp(log_w, dim=1) - math.log(iw_samples)).mean()
-    return loss, out
+        return (out["distortion"] + beta * out["rate"]).mean()
+    latent = out["log_w"] - out["log_px"]  # log p(z) - log q(z|x)
+    log_w = (out["log_px"] + beta * latent).view(mc_samples, iw_samples, -1)
+    return -(torch.logsumexp(log_w, dim=1) - math.log(iw_samples)).mean()
 
 
 @torch.no_grad()
