@@ -175,7 +175,7 @@ def cmd_run(a) -> int:
     try:
         rep = sweep(runs, a.budget, jobs=a.jobs, backend=a.backend, address=a.address, device=a.device,
                     threads=a.threads, num_gpus=a.num_gpus, retries=a.retries, results_dir=a.results_dir,
-                    work_dir=a.work_dir, data_root=a.data_dir, refresh=a.refresh)
+                    work_dir=a.work_dir, data_root=a.data_dir, refresh=a.refresh, stack=a.stack)
     except KeyboardInterrupt:
         print("\ninterrupted: the records written so far are complete, the runs in progress left their "
               "checkpoints; run the same command again to continue", file=sys.stderr)
@@ -237,6 +237,9 @@ def main(argv=None) -> int:
     p.add_argument("--refresh", action="store_true",
                    help="also retrain complete records that have no per-image estimates (made before records kept "
                         "them), so that their claims get an interval; each new record says whether it reproduced the old")
+    p.add_argument("--stack", action="store_true",
+                   help="train runs that differ only in seed and warm-up (VAE+BN and VAE+BN+WU, seeds) as one "
+                        "stacked model, one step for all (lvae_lib.stacked); then evaluate each as usual")
     p.add_argument("--results-dir", default=None, help="default: the repository's results/")
     p.add_argument("--work-dir", default=None, help="checkpoints; default: the repository's runs/")
     p.add_argument("--data-dir", default=None)

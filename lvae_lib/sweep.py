@@ -95,14 +95,16 @@ def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: st
 def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str = "local", address: str | None = None,
           device: str = "cpu", threads: int | None = None, num_gpus: float = 0.0, retries: int = 1,
           results_dir=None, work_dir=None, data_root=None, seed: int = 0, progress: bool = True,
-          inject_fault: dict | None = None, refresh: bool = False) -> SweepReport:
+          inject_fault: dict | None = None, refresh: bool = False, stack: bool = False) -> SweepReport:
     """Fill the store with every record of ``target``: a figure name, ``all``, a list of names, or a list of runs.
 
     ``threads``: torch threads per run (default: the machine's cores divided by ``jobs``; 1 on Ray,
     where it is also the task's ``num_cpus``). ``num_gpus``: the Ray resource request per task
     (fractions let several small models share a card). ``refresh``: also retrain complete records that
     have no per-image estimates (made before records kept them); the new record says in
-    ``provenance.replaces`` whether its summary equals the old one's.
+    ``provenance.replaces`` whether its summary equals the old one's. ``stack``: first train every group
+    of missing runs that differ only in seed and warm-up as one stack (:func:`train_stacks`); the runs
+    then find their checkpoints complete and are only evaluated.
     """
     if backend not in ("local", "ray"):
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
@@ -134,6 +136,10 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
                 todo = [r for r in todo if r.dataset != ds]
     waves = plan_waves(todo, store, b)
     t0 = time.perf_counter()
+    if stack:
+        if backend != "local":
+            raise ValueError("--stack trains on this machine: use it with the local backend")
+        train_stacks(todo, b, device, threads, work_dir, data_root, progress)
     desc = (target if isinstance(target, str) else " ".join(target)) if names else "runs"
     bar = tqdm(total=len(todo), desc=f"{desc} [{b.name}]", unit="run",
                disable=not progress or not todo)
@@ -154,6 +160,40 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
         bar.close()
         report.seconds = time.perf_counter() - t0
     return report
+
+
+def stack_groups(runs: list, budget: E.Budget) -> list[list]:
+    """The base runs of ``runs`` grouped by :func:`lvae_lib.stacked.stack_key`, in order of first appearance."""
+    from .stacked import stack_key
+
+    groups: dict[tuple, list] = {}
+    for r in runs:
+        if not r.finetune:
+            groups.setdefault((r.dataset, stack_key(*r.configs(budget))), []).append(r)
+    return list(groups.values())
+
+
+def train_stacks(runs: list, budget: E.Budget, device: str, threads: int, work_dir, data_root, progress=True) -> None:
+    """Advance the checkpoints of ``runs`` to their last epoch, each group of :func:`stack_groups` as one
+    stack in this process. A run whose checkpoint stands at another epoch than its group's trains alone later."""
+    import torch
+
+    from .data import train_data
+    from .stacked import train_stacked
+    from .train import load_checkpoint
+
+    torch.set_num_threads(threads)
+    work = Path(work_dir) / budget.name
+    for group in stack_groups(runs, budget):
+        epoch = lambda r: (load_checkpoint(p)["epoch"] if (p := work / r.key(budget) / "checkpoint.pt").exists() else 0)  # noqa: E731
+        at = {r: epoch(r) for r in group}
+        first = group[0]
+        group = [r for r in group if at[r] == at[first]]
+        if len(group) < 2 or at[first] >= budget.epochs[first.dataset]:
+            continue
+        mcfg, _ = first.configs(budget)
+        train_stacked(mcfg, [r.configs(budget)[1] for r in group], train_data(first.dataset, data_root),
+                      [work / r.key(budget) for r in group], device=device, progress=progress)
 
 
 def _interrupt(signum, frame):

@@ -221,3 +221,29 @@ def test_workers_stop_when_their_sweep_is_killed_with_sigkill(tmp_path):
     proc.wait()
     alive = still_running(children)
     assert not alive, f"orphaned workers still running: {alive}"
+
+
+def test_a_stacked_sweep_writes_ordinary_records(tmp_path):
+    """`run --stack`: runs that differ in seed and warm-up train as stacks; every record is an ordinary one."""
+    runs = [E.Run("mnist", v, 2, seed=s) for s in (0, 1) for v in ("VAE+BN", "VAE+BN+WU", "LVAE+BN+WU")]
+    from lvae_lib.sweep import stack_groups
+
+    b = E.get_budget("smoke")
+    assert [[r.label for r in g] for g in stack_groups(runs, b)] == [
+        ["VAE+BN-L2", "VAE+BN+WU-L2", "VAE+BN-L2", "VAE+BN+WU-L2"], ["LVAE+BN+WU-L2", "LVAE+BN+WU-L2"]]
+    plain = sweep(runs[:3], "smoke", threads=1, results_dir=tmp_path / "plain", work_dir=tmp_path / "w1", progress=False)
+    rep = sweep(runs, "smoke", threads=1, results_dir=tmp_path / "stacked", work_dir=tmp_path / "w2", progress=False,
+                stack=True)
+    assert not rep.failed and len(rep.done) == 6 and not plain.failed
+    for r in runs[:3]:
+        one = json.loads(next((tmp_path / "plain").rglob(f"{r.label}-{r.key(b)}/record.json")).read_text())
+        st_dir = next((tmp_path / "stacked").rglob(f"{r.label}-{r.key(b)}/record.json")).parent
+        st = json.loads((st_dir / "record.json").read_text())
+        assert st.keys() == one.keys() and st["summary"].keys() == one["summary"].keys()
+        assert st["key"] == one["key"] and st["train_cfg"] == one["train_cfg"]
+        m = pd.read_csv(st_dir / "metrics.csv")
+        assert set(m["device"]) == {f"cpu (stack of {2 if 'LVAE' in r.label else 4})"}
+        with np.load(st_dir / "arrays.npz") as a, np.load(st_dir.parent.parent.parent.parent / "plain" / "smoke" /
+                                                          "mnist" / st_dir.name / "arrays.npz") as o:
+            assert set(a.files) == set(o.files)
+        assert abs(st["summary"]["test_LK"] - one["summary"]["test_LK"]) < 5  # the same model, trained stacked
