@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/lock.txt | cksum | cut -d' ' -f1)
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
-.PHONY: help install book test test-fast figures bench clean
+.PHONY: help install book test test-fast figures bench gpu-paper clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,22 @@ figures: $(STAMP)  ## re-execute every notebook with papermill (default paramete
 
 bench: $(STAMP)  ## speed benchmark (training step vs reference, sgemm peak, L_K throughput)
 	$(PY) -m lvae_lib bench
+
+# One GPU session, prepared: the paper budget's Fig. 2 models first, then the rest of the Fig. 3 grid, stacked,
+# for at most LIMIT seconds; complete records land in $(OUT)/results (checkpoints in $(OUT)/runs stay behind).
+# Proved on a CPU with:  make gpu-paper OUT=/tmp/gpu BUDGET=smoke DEVICE=cpu
+OUT ?= gpu-out
+BUDGET ?= paper
+DEVICE ?= cuda
+LIMIT ?= 540
+gpu-paper: $(STAMP)  ## paper-budget records of Figs. 2-3 on one GPU within LIMIT s (stacked), into OUT
+	mkdir -p $(OUT)
+	end=$$(( $$(date +%s) + $(LIMIT) )); for target in fig2 fig3; do \
+		left=$$(( end - $$(date +%s) )); [ $$left -gt 10 ] || break; \
+		timeout --signal=TERM --kill-after=30 $$left $(PY) -m lvae_lib run $$target --budget $(BUDGET) \
+			--device $(DEVICE) --stack --results-dir $(OUT)/results --work-dir $(OUT)/runs || [ $$? -eq 124 ] || exit 1; \
+	done
+	find $(OUT)/results -name record.json | sort
 
 clean:  ## remove the built book
 	rm -rf book/_build

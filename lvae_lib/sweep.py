@@ -102,9 +102,9 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
     where it is also the task's ``num_cpus``). ``num_gpus``: the Ray resource request per task
     (fractions let several small models share a card). ``refresh``: also retrain complete records that
     have no per-image estimates (made before records kept them); the new record says in
-    ``provenance.replaces`` whether its summary equals the old one's. ``stack``: first train every group
-    of missing runs that differ only in seed and warm-up as one stack (:func:`train_stacks`); the runs
-    then find their checkpoints complete and are only evaluated.
+    ``provenance.replaces`` whether its summary equals the old one's. ``stack``: every group of missing
+    runs that differ only in seed and warm-up is trained as one stack (:func:`train_stack`), then its
+    runs find their checkpoints complete and are only evaluated, group by group; the others run as usual.
     """
     if backend not in ("local", "ray"):
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
@@ -136,10 +136,8 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
                 todo = [r for r in todo if r.dataset != ds]
     waves = plan_waves(todo, store, b)
     t0 = time.perf_counter()
-    if stack:
-        if backend != "local":
-            raise ValueError("--stack trains on this machine: use it with the local backend")
-        train_stacks(todo, b, device, threads, work_dir, data_root, progress)
+    if stack and backend != "local":
+        raise ValueError("--stack trains on this machine: use it with the local backend")
     desc = (target if isinstance(target, str) else " ".join(target)) if names else "runs"
     bar = tqdm(total=len(todo), desc=f"{desc} [{b.name}]", unit="run",
                disable=not progress or not todo)
@@ -150,10 +148,17 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
         signal.signal(signal.SIGTERM, _interrupt)
     try:
         for wave in waves:
-            if wave:
-                runner(wave, b, store, report, bar, log_dir, jobs=jobs, device=device, threads=threads,
-                       num_gpus=num_gpus, retries=retries, address=address, work_dir=work_dir,
-                       data_root=data_root, inject=inject_fault)
+            # with --stack, each group is trained as one stack, then its records are made, group by group,
+            # so that a sweep stopped at a deadline has the records of the groups it finished
+            groups = [g for g in stack_groups(wave, b) if len(g) > 1] if stack else []
+            alone = [r for r in wave if not any(r in g for g in groups)]
+            for i, part in enumerate(groups + [alone]):
+                if i < len(groups):
+                    train_stack(part, b, device, threads, work_dir, data_root, progress)
+                if part:
+                    runner(part, b, store, report, bar, log_dir, jobs=jobs, device=device, threads=threads,
+                           num_gpus=num_gpus, retries=retries, address=address, work_dir=work_dir,
+                           data_root=data_root, inject=inject_fault)
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, on_term)
@@ -173,27 +178,27 @@ def stack_groups(runs: list, budget: E.Budget) -> list[list]:
     return list(groups.values())
 
 
-def train_stacks(runs: list, budget: E.Budget, device: str, threads: int, work_dir, data_root, progress=True) -> None:
-    """Advance the checkpoints of ``runs`` to their last epoch, each group of :func:`stack_groups` as one
-    stack in this process. A run whose checkpoint stands at another epoch than its group's trains alone later."""
+def train_stack(group: list, budget: E.Budget, device: str, threads: int, work_dir, data_root, progress=True) -> None:
+    """Advance the checkpoints of the runs of ``group`` (one of :func:`stack_groups`) to their last epoch
+    as one stack, in this process. Runs whose checkpoints stand at another epoch than the first's, and
+    a group of one, are left to train alone."""
     import torch
 
     from .data import train_data
     from .stacked import train_stacked
     from .train import load_checkpoint
 
-    torch.set_num_threads(threads)
     work = Path(work_dir) / budget.name
-    for group in stack_groups(runs, budget):
-        epoch = lambda r: (load_checkpoint(p)["epoch"] if (p := work / r.key(budget) / "checkpoint.pt").exists() else 0)  # noqa: E731
-        at = {r: epoch(r) for r in group}
-        first = group[0]
-        group = [r for r in group if at[r] == at[first]]
-        if len(group) < 2 or at[first] >= budget.epochs[first.dataset]:
-            continue
-        mcfg, _ = first.configs(budget)
-        train_stacked(mcfg, [r.configs(budget)[1] for r in group], train_data(first.dataset, data_root),
-                      [work / r.key(budget) for r in group], device=device, progress=progress)
+    epoch = lambda r: (load_checkpoint(p)["epoch"] if (p := work / r.key(budget) / "checkpoint.pt").exists() else 0)  # noqa: E731
+    at = {r: epoch(r) for r in group}
+    first = group[0]
+    group = [r for r in group if at[r] == at[first]]
+    if len(group) < 2 or at[first] >= budget.epochs[first.dataset]:
+        return
+    torch.set_num_threads(threads)
+    mcfg, _ = first.configs(budget)
+    train_stacked(mcfg, [r.configs(budget)[1] for r in group], train_data(first.dataset, data_root),
+                  [work / r.key(budget) for r in group], device=device, progress=progress)
 
 
 def _interrupt(signum, frame):
