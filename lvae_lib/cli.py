@@ -121,8 +121,13 @@ def cmd_evaluate(a) -> int:
     if not os.access(run, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
         print(f"error: cannot write {out}: {run} is read-only", file=sys.stderr)
         return 2
-    cfg = json.loads((run / "config.json").read_text())
-    model = LadderVAE(ModelConfig(**cfg["model"])).to(a.device)
+    try:
+        cfg = json.loads((run / "config.json").read_text())
+        mcfg = ModelConfig(**cfg["model"])
+    except (ValueError, KeyError, TypeError) as e:
+        print(f"error: {run / 'config.json'} is not a config written by `train` ({type(e).__name__}: {e})", file=sys.stderr)
+        return 2
+    model = LadderVAE(mcfg).to(a.device)
     model.load_state_dict(load_file(run / "model.safetensors"))
     data = train_data(cfg["dataset"], a.data_dir)
     x = data.x_test[: a.test_subset or None].to(a.device)

@@ -269,6 +269,18 @@ def _died(proc) -> str:
     return f"worker died ({signal.Signals(-code).name})" if code is not None and code < 0 else f"worker exited ({code})"
 
 
+def _scratch(work_dir) -> str:
+    """A private folder for this sweep's worker output, ``<work_dir>/.sweep-<pid>-*``; those of sweeps
+    that died without cleaning up (SIGKILL) are removed first."""
+    root = Path(work_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob(".sweep-*"):
+        pid = old.name.split("-")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and int(pid) != os.getpid():
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f".sweep-{os.getpid()}-", dir=root)
+
+
 def _run_local(wave, b, store, report, bar, log_dir, *, jobs, device, threads, retries, work_dir, data_root,
                inject, **_):
     """Each run in a process of its own, ``jobs`` at a time: a worker that dies (an out-of-memory kill)
@@ -276,7 +288,7 @@ def _run_local(wave, b, store, report, bar, log_dir, *, jobs, device, threads, r
     from multiprocessing.connection import wait as wait_any
 
     ctx = get_context("spawn")
-    scratch = tempfile.mkdtemp(prefix="lvae-sweep-")
+    scratch = _scratch(work_dir)
     attempts = {r: 0 for r in wave}
     todo, running = list(wave), {}
 

@@ -335,3 +335,25 @@ def test_evaluate_into_a_read_only_run_dir_refuses_before_computing(tmp_path, mo
     monkeypatch.setattr(cli.os, "access", lambda p, mode: False)  # as a read-only folder is (root ignores modes)
     assert cli.main(["evaluate", str(tmp_path), "--k", "5"]) == 2
     assert f"cannot write {tmp_path / 'eval_L5.json'}" in capsys.readouterr().err
+
+
+def test_evaluate_names_a_broken_config(tmp_path, capsys):
+    from lvae_lib.cli import main
+
+    (tmp_path / "config.json").write_text("{ torn")
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'config.json'} is not a config written by `train`" in capsys.readouterr().err
+
+
+def test_a_figure_whose_records_are_all_missing_says_so_instead_of_failing(tmp_path):
+    from lvae_lib import experiments as E, plots, report
+    from lvae_lib.results import Store
+
+    df = Store(tmp_path, "cpu").table(E.runs_for("fig3"), E.get_budget("cpu"))  # as when the data cannot be found
+    df.attrs.update(results_dir=str(tmp_path), budget="cpu")
+    assert "variant" in df.columns and not len(df)  # once: KeyError: 'variant'
+    for make in (lambda: plots.layers_figure(df), lambda: plots.training_curves(report.curves(df)),
+                 lambda: plots.layer_kl_figure(df), lambda: plots.unit_kl_figure(report.snapshots(df)),
+                 lambda: plots.pca_figure(*report.projections(df)), lambda: report.layers_table(df),
+                 lambda: report.mnist_text_compare(df), lambda: report.claims(df, "fig3")):
+        make()

@@ -221,6 +221,10 @@ def test_workers_stop_when_their_sweep_is_killed_with_sigkill(tmp_path):
     proc.wait()
     alive = still_running(children)
     assert not alive, f"orphaned workers still running: {alive}"
+    assert list((tmp_path / "w").glob(".sweep-*"))  # its scratch folder is left behind...
+    sweep([E.Run("mnist", "VAE", 1)], "smoke", threads=1, results_dir=tmp_path / "r", work_dir=tmp_path / "w",
+          progress=False)
+    assert not list((tmp_path / "w").glob(".sweep-*"))  # ...and the next sweep removes it
 
 
 def test_a_stacked_sweep_writes_ordinary_records(tmp_path):
