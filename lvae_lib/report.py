@@ -272,7 +272,8 @@ def _claim(parts):
         return "", "", ev.NOT_RUN
     name = lambda n, s: f"{n}: {s}" if n else s  # noqa: E731
     ours = "; ".join(name(n, p[0]) for n, p in parts)
-    ivs = "; ".join(name(n, ", ".join(map(str, p[1])) or "no interval: one seed and no per-image estimates")
+    ivs = "; ".join(name(n, p[1] if isinstance(p[1], str) else
+                         ", ".join(map(str, p[1])) or "no interval: one seed and no per-image estimates")
                     for n, p in parts)
     return ours, ivs, ev.combine(p[2] for _, p in parts)
 
@@ -313,7 +314,7 @@ def _active_every_layer(df, variant="LVAE+BN+WU", layers=5):
     counts = [list(r["active_units"]) for _, r in rows.iterrows()]
     ok = [min(c) > 0 for c in counts]
     v = ev.HOLDS if all(ok) else ev.FAILS if not any(ok) else ev.OPEN
-    return "; ".join(f"LVAE {c}" for c in counts), [], v
+    return "; ".join(f"LVAE {c}" for c in counts), f"a count per record: {len(counts)} seed(s), each checked", v
 
 
 def _claim_list(df):
