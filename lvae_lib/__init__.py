@@ -1,8 +1,6 @@
 """lvae_lib: Ladder Variational Autoencoders (Sønderby et al., NIPS 2016) in PyTorch.
 
-Modules: ``config`` (dataclasses, presets), ``distributions`` (closed forms),
-``model`` (VAE / LVAE), ``objectives`` (ELBO, L_K), ``train``, ``analysis``,
-``data``, ``plots``, ``cli``.
+The README's "Layout" table lists the modules and what each owns.
 """
 from .config import ModelConfig, TrainConfig, preset
 from .model import LadderVAE

@@ -1,4 +1,4 @@
-"""Command line: ``python -m lvae_lib {train,evaluate,figures} --help``."""
+"""Command line: ``python -m lvae_lib --help`` lists the commands, ``python -m lvae_lib <command> --help`` each one's options."""
 from __future__ import annotations
 
 import argparse
