@@ -170,6 +170,10 @@ def test_reproduction_table_puts_ours_beside_every_printed_number():
     best = t[(t["metric"] == "test L_1") & (t["model"] == "best VAE (3 layers)")].iloc[0]
     assert best["ours"] == -88.0 and best["our model"] == "VAE+BN+WU, 5 layers"  # ours names its own depth
     assert t[t["model"] == "LVAE, 5-layer + finetuning + IW=10"]["ours"].isna().all()
+    assert not t["model"].str.contains("control").any()  # the paper prints no control: not a row here
+    t1 = report.table1_compare(table(PAPERLIKE)).set_index("model")
+    control = t1.loc["LVAE, 5-layer + the same extra epochs with 1 sample (our control, not in the paper)"]
+    assert control["ours"] == -83.2 and pd.isna(control["paper"])
     assert t[t["dataset"].str.startswith("NORB")]["ours"].isna().all()  # never invented
 
 
