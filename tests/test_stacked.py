@@ -47,7 +47,7 @@ def test_one_stacked_step_gives_each_models_own_loss_and_gradients(name):
         with D.given_noise([e[m] for e in eps]):
             loss, _ = training_loss(model, x[m], float(betas[m]))
         loss.backward()
-        assert float(losses[m]) == pytest.approx(float(loss), rel=1e-6)
+        assert float(losses[m].detach()) == pytest.approx(float(loss.detach()), rel=1e-6)
         for k, p in model.named_parameters():
             torch.testing.assert_close(grads[k][m], p.grad, rtol=1e-4, atol=1e-5, msg=k)
         for k, v in model.named_buffers():  # batch norm: statistics of this model's batch only
