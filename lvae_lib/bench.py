@@ -11,7 +11,9 @@ depend on the pixel values):
 * **L_K evaluation** (:func:`lvae_lib.objectives.iw_bound`) of the 5-layer LVAE: images/s at
   K = 5000 and the projected time for the 10,000 MNIST test images;
 * optionally (``--processes 2``) the throughput of several one-thread training processes at
-  once, the way ``run --jobs`` spreads a sweep over the cores.
+  once, the way ``run --jobs`` spreads a sweep over the cores;
+* the **stacked step** (:mod:`lvae_lib.stacked`) of M models at once, per model (M = 1, 4 on a CPU;
+  1, 4, 8, 16 on a GPU).
 
 Every row is written to a CSV (default ``results/bench/<device>.csv``) that the book reads.
 """
@@ -108,6 +110,29 @@ def time_training(variant: str, steps: int, device="cpu", repeats: int = 3, seed
         if graphed is not None:
             t["graph_s"].append(_timed(graphed_epoch, device) / steps)
     return {"flops": flops, **{k: statistics.median(v) for k, v in t.items() if v}}
+
+
+def time_stacked(variant: str, steps: int, sizes=(1, 4), device="cpu", repeats: int = 3, seed: int = 0) -> dict:
+    """Seconds per stacked step (:class:`lvae_lib.stacked.StackedStep`) of M 5-layer ``variant`` models,
+    for each M in ``sizes``; divide by M for the cost of one model's step."""
+    from .config import TrainConfig
+    from .stacked import StackedStep, _noise_shapes
+
+    cfg, _ = preset(variant, 5)
+    out = {}
+    for m in sizes:
+        torch.manual_seed(seed)
+        step = StackedStep([LadderVAE(cfg).to(device) for _ in range(m)], TrainConfig(), device)
+        x = torch.bernoulli(torch.rand(m, BATCH, cfg.x_dim, device=device))
+        betas = torch.ones(m, device=device)
+
+        def run(n=steps):
+            for _ in range(n):
+                step(x, [torch.randn(m, *shape, device=device) for shape in _noise_shapes(cfg, BATCH)], betas)
+
+        run(2)  # warm-up
+        out[m] = statistics.median(_timed(run, device) / steps for _ in range(repeats))
+    return out
 
 
 def _worker(args):
@@ -208,6 +233,13 @@ def run_benchmark(device="cpu", steps: int = 40, repeats: int = 3, k: int = 5000
                          "ms_per_step": 1e3 / rate, "epoch_s_60k": 60000 / BATCH / rate, "gflops": g,
                          "pct_peak": 100 * g / peak, "speedup_vs_reference": r["reference_s"] * rate})
             print(f"{v:11s} {processes} procs  {1e3 / rate:7.1f} ms/step (aggregate)  {g:6.1f} GFLOP/s  "
+                  f"{100 * g / peak:5.1f}% of peak", flush=True)
+        for m, sec in time_stacked(v, steps, (1, 4) if device == "cpu" else (1, 4, 8, 16), device, repeats).items():
+            g = r["flops"] * m / sec / 1e9
+            rows.append({"what": "train step", "model": v, "impl": f"stacked, M={m} (per model)",
+                         "ms_per_step": 1e3 * sec / m, "epoch_s_60k": sec / m * 60000 / BATCH, "gflops": g,
+                         "pct_peak": 100 * g / peak, "speedup_vs_reference": r["reference_s"] * m / sec})
+            print(f"{v:11s} stacked M={m:<2d} {1e3 * sec / m:7.1f} ms/step per model  {g:6.1f} GFLOP/s  "
                   f"{100 * g / peak:5.1f}% of peak", flush=True)
     e = time_iw_bound(k, images, device)
     g = e["flops"] / e["seconds"] / 1e9

@@ -101,18 +101,9 @@ def _train_stacked(cfg, tcs, data, run_dirs, device, progress, stop_after):
     if len({s["epoch"] for s in states}) != 1:
         raise ValueError(f"stacked models must resume from the same epoch, not {[s['epoch'] for s in states]}")
     data = data.subset(tc0.train_subset, tc0.test_subset).to(device)
-    params, buffers = stack_module_state(models)
-    opt = make_optimizer_for(list(params.values()), tc0.lr, device)
+    stacked = StackedStep(models, tc0, device)
+    params, buffers, opt, S = stacked.params, stacked.buffers, stacked.opt, stacked.samples
     _load_stacked_optimizer(opt, [s[1] for s in started], params)
-    base = copy.deepcopy(models[0]).to("meta")
-    S = tc0.mc_samples * tc0.iw_samples
-
-    def one_loss(p, b, x, eps, beta):
-        with D.given_noise(eps):
-            out = functional_call(base, (p, b), (x,), {"n_samples": S, "log_w": tc0.iw_samples > 1})
-        return loss_of(out, beta, tc0.mc_samples, tc0.iw_samples), out["elbo"].sum() / out["elbo"].shape[0]
-
-    step = vmap(grad_and_value(one_loss, has_aux=True), in_dims=(0, 0, 0, 0, 0))
 
     def model_at(m: int) -> LadderVAE:
         """Model ``m`` of the stack as an ordinary module (a copy)."""
@@ -153,11 +144,8 @@ def _train_stacked(cfg, tcs, data, run_dirs, device, progress, stop_after):
                 with _rng(rngs, m, device):
                     eps.append([torch.randn(shape, device=device) for shape in _noise_shapes(cfg, S * xb.shape[1])])
             eps = [torch.stack([e[i] for e in eps]) for i in range(len(eps[0]))]
-            grads, (loss, elbo) = step(params, buffers, xb, eps, betas)
-            for k, p in params.items():
-                p.grad = grads[k]
-            opt.step()
-            values = loss.detach().tolist()
+            loss, elbo = stacked(xb, eps, betas)
+            values = loss.tolist()
             for m, v in enumerate(values):
                 if not math.isfinite(v) or v > EXPLODED:
                     raise DivergenceError(f"model {m} of the stack (seed {tcs[m].seed}): loss {v:.3g} at epoch {epoch + 1} "
@@ -184,6 +172,33 @@ def _train_stacked(cfg, tcs, data, run_dirs, device, progress, stop_after):
             save()
     bar.close()
     return [(model_at(m), states[m]) for m in range(M)]
+
+
+class StackedStep:
+    """One training step of M models of one shape at once: ``step(x [M, B, D], eps, betas [M])`` computes
+    every model's loss and gradients in one ``vmap`` of the single model's loss, then takes one Adam
+    step over the stacked parameters; returns the M losses and the M batch sums of the ELBO (detached).
+    ``eps``: the posterior noise, one [M, S*B, units] tensor per draw (:func:`_noise_shapes`)."""
+
+    def __init__(self, models: list[LadderVAE], tc: TrainConfig, device="cpu"):
+        self.params, self.buffers = stack_module_state(models)
+        self.opt = make_optimizer_for(list(self.params.values()), tc.lr, device)
+        self.samples = tc.mc_samples * tc.iw_samples
+        base = copy.deepcopy(models[0]).to("meta")
+
+        def one_loss(p, b, x, eps, beta):
+            with D.given_noise(eps):
+                out = functional_call(base, (p, b), (x,), {"n_samples": self.samples, "log_w": tc.iw_samples > 1})
+            return loss_of(out, beta, tc.mc_samples, tc.iw_samples), out["elbo"].sum() / out["elbo"].shape[0]
+
+        self._grads = vmap(grad_and_value(one_loss, has_aux=True), in_dims=(0, 0, 0, 0, 0))
+
+    def __call__(self, x, eps, betas):
+        grads, (loss, elbo) = self._grads(self.params, self.buffers, x, eps, betas)
+        for k, p in self.params.items():
+            p.grad = grads[k]
+        self.opt.step()
+        return loss.detach(), elbo.detach()
 
 
 def make_optimizer_for(tensors: list, lr: float, device) -> torch.optim.Optimizer:

@@ -103,7 +103,8 @@ def test_benchmark_writes_its_table(tmp_path):
     df = run_benchmark(steps=2, repeats=1, k=20, images=2, processes=0, out=tmp_path / "b.csv",
                        variants=("LVAE+BN+WU",))
     back = pd.read_csv(tmp_path / "b.csv")
-    assert list(back["impl"]) == ["matmul 2048^3", "reference", "library", "library"]
+    assert list(back["impl"]) == ["matmul 2048^3", "reference", "library", "stacked, M=1 (per model)",
+                                  "stacked, M=4 (per model)", "library"]
     assert (back["gflops"] > 0).all() and (back["pct_peak"] > 0).all()
     assert df.loc[df.impl == "reference", "speedup_vs_reference"].item() == pytest.approx(1.0)
 
