@@ -118,42 +118,9 @@ class LadderVAE(nn.Module):
         the KL).  Rows are
         sample-major: row ``s * B + b`` is sample s of image b.
         """
+        infer = self._infer_bottom_up if self.cfg.inference == "bottom_up" else self._infer_ladder
+        z, q, p, kl_units = infer(up, n_samples)
         L = self.cfg.n_layers
-        z = [None] * L
-        q = [None] * L
-        p = [None] * L
-        kl_units = [None] * L
-        if self.cfg.inference == "bottom_up":
-            d = self._repeat(up, n_samples)
-            for i in range(L):
-                mu, var = self.encoder[i].head(d) if i == 0 else self.encoder[i](z[i - 1])
-                q[i] = (mu, var)
-                z[i] = D.reparameterize(mu, var)
-            for i in range(L):
-                if i == L - 1:
-                    p[i] = (torch.zeros_like(z[i]), torch.ones_like(z[i]))
-                    # the top prior is fixed: the KL is analytic
-                    kl_units[i] = D.standard_normal_kl(*q[i])
-                else:
-                    p[i] = self.prior[i](z[i + 1])
-                    # p's parent z_{i+1} was drawn from q(z_{i+1}|z_i): no closed form, one-sample MC
-                    kl_units[i] = D.gaussian_log_prob(z[i], *q[i]) - D.gaussian_log_prob(z[i], *p[i])
-        else:
-            up = [(self._repeat(m, n_samples), self._repeat(v, n_samples)) for m, v in up]
-            top_down = self.prior if self.cfg.share_top_down else self.td
-            for i in reversed(range(L)):
-                mu_hat, var_hat = up[i]
-                if i == L - 1:
-                    p[i] = (torch.zeros_like(mu_hat), torch.ones_like(mu_hat))
-                    q[i] = (mu_hat, var_hat)  # mu_q,L = mu_hat_L, var_q,L = var_hat_L
-                    kl_units[i] = D.standard_normal_kl(*q[i])
-                else:
-                    p[i] = self.prior[i](z[i + 1])
-                    mp = p[i] if self.cfg.share_top_down else top_down[i](z[i + 1])
-                    q[i] = D.precision_weighted_merge(mu_hat, var_hat, *mp)  # eqs. (17)-(18)
-                    # q and p share the sampled parent z_{i+1}: analytic KL
-                    kl_units[i] = D.gaussian_kl(*q[i], *p[i])
-                z[i] = D.reparameterize(*q[i])
         if not scores:
             return dict(z=z, q=q, p=p, kl_units=kl_units)
         log_q = [D.gaussian_log_prob(z[i], *q[i]).sum(-1) for i in range(L)]
@@ -164,6 +131,50 @@ class LadderVAE(nn.Module):
         # log p(z) - log q(z|x) of each row: with log p(x|z_1), the importance weight log w
         log_ratio = torch.stack(log_p).sum(0) - torch.stack(log_q).sum(0)
         return dict(z=z, q=q, p=p, kl_units=kl_units, log_ratio=log_ratio)
+
+    def _infer_bottom_up(self, up, n_samples: int):
+        """The VAE's q(z|x) (eqs. 7-9): each layer from a sample of the one below, bottom to top; then
+        the KL of each layer, analytic at the top, one-sample Monte Carlo below."""
+        L = self.cfg.n_layers
+        z, q, p, kl_units = [None] * L, [None] * L, [None] * L, [None] * L
+        d = self._repeat(up, n_samples)
+        for i in range(L):
+            mu, var = self.encoder[i].head(d) if i == 0 else self.encoder[i](z[i - 1])
+            q[i] = (mu, var)
+            z[i] = D.reparameterize(mu, var)
+        for i in range(L):
+            if i == L - 1:
+                p[i] = (torch.zeros_like(z[i]), torch.ones_like(z[i]))
+                # the top prior is fixed: the KL is analytic
+                kl_units[i] = D.standard_normal_kl(*q[i])
+            else:
+                p[i] = self.prior[i](z[i + 1])
+                # p's parent z_{i+1} was drawn from q(z_{i+1}|z_i): no closed form, one-sample MC
+                kl_units[i] = D.gaussian_log_prob(z[i], *q[i]) - D.gaussian_log_prob(z[i], *p[i])
+        return z, q, p, kl_units
+
+    def _infer_ladder(self, up, n_samples: int):
+        """The LVAE's q(z|x) (eqs. 16-19): top to bottom, each layer the precision-weighted merge of the
+        upward pass's (mu_hat, var_hat) with the top-down prior given the sample above; the KL of every
+        layer analytic, since q_i and p_i share that sample."""
+        L = self.cfg.n_layers
+        z, q, p, kl_units = [None] * L, [None] * L, [None] * L, [None] * L
+        up = [(self._repeat(m, n_samples), self._repeat(v, n_samples)) for m, v in up]
+        top_down = self.prior if self.cfg.share_top_down else self.td
+        for i in reversed(range(L)):
+            mu_hat, var_hat = up[i]
+            if i == L - 1:
+                p[i] = (torch.zeros_like(mu_hat), torch.ones_like(mu_hat))
+                q[i] = (mu_hat, var_hat)  # mu_q,L = mu_hat_L, var_q,L = var_hat_L
+                kl_units[i] = D.standard_normal_kl(*q[i])
+            else:
+                p[i] = self.prior[i](z[i + 1])
+                mp = p[i] if self.cfg.share_top_down else top_down[i](z[i + 1])
+                q[i] = D.precision_weighted_merge(mu_hat, var_hat, *mp)  # eqs. (17)-(18)
+                # q and p share the sampled parent z_{i+1}: analytic KL
+                kl_units[i] = D.gaussian_kl(*q[i], *p[i])
+            z[i] = D.reparameterize(*q[i])
+        return z, q, p, kl_units
 
     # ------------------------------------------------------------------ generative
     def decode(self, z1: torch.Tensor):
