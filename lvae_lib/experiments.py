@@ -219,7 +219,7 @@ def _derived(model, run: Run, budget: Budget, data) -> tuple[dict, dict]:
 
 
 def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_dir=DEFAULT_WORK, device="cpu",
-            progress=True, data_root=None, force=False) -> dict:
+            progress=True, data_root=None) -> dict:
     """Train and evaluate ``run`` unless its record is complete; returns the record."""
     from . import results
     from .data import DISPLAY_NAMES, train_data
@@ -228,7 +228,7 @@ def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_di
     b = get_budget(budget) if isinstance(budget, str) else budget
     store = results.Store(results_dir, b.name)
     key = run.key(b)
-    if not force and store.complete(run, key):
+    if store.complete(run, key):
         return store.load(run, key)
     t0 = time.perf_counter()
     commit = git_commit()  # before training: the code that runs, not the HEAD of hours later

@@ -1,7 +1,7 @@
 """The numbers the paper reports, as data, so every notebook can show paper and ours side by side.
 
 Only values printed in the paper's tables or stated in its text are here; values that exist
-only as points in a plot are not (the figures' axes ranges are kept for plotting in the same frame).
+only as points in a plot are not.
 """
 from __future__ import annotations
 
@@ -39,13 +39,3 @@ MNIST_TEXT = [
     dict(metric="test L_5000", variant="LVAE+BN+WU", layers=5, value=-82.12),
     dict(metric="test L_5000", variant="best VAE", layers=None, value=-82.74),
 ]
-
-# OMNIGLOT, text of Section 3.1: best LVAE vs best IWAE result of Burda et al.
-OMNIGLOT_TEXT = dict(lvae_best=-102.11, iwae_best=-103.38)
-
-# y-axis ranges of the paper's panels (for plotting ours in the same frame)
-AXES = {
-    "fig2": (-94, -84),
-    "fig3": {"train_L1": (-91, -84), "test_L1": (-91, -84), "test_LK": (-86, -82)},
-    "fig8": {"train_L1": (-112, -102), "test_L1": (-122, -108), "test_LK": (-108, -102)},
-}

@@ -73,7 +73,7 @@ def _nothing():
     return fig
 
 
-def layers_figure(df, paper_axes=None, variants=None, also=None):
+def layers_figure(df, variants=None, also=None):
     """Figs. 3, 7, 8: train L_1, test L_1 and test L_K against the number of stochastic layers; where a
     model has several seeds, its mean with an error bar of +-1 sd over the seeds. ``also``: records of
     a larger budget for some of these models (the paper budget's), drawn over the lines as stars."""
@@ -109,7 +109,7 @@ def layers_figure(df, paper_axes=None, variants=None, also=None):
     return fig
 
 
-def training_curves(curves: dict, paper_ylim=None):
+def training_curves(curves: dict):
     """Fig. 2: train (full) and test (dashed) L_1 during training, one colour per variant.
 
     ``curves`` maps variant -> [metrics DataFrame (columns epoch, train_elbo, test_elbo), one per seed]:

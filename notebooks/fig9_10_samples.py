@@ -14,15 +14,17 @@ progress = False  # progress bars while training missing runs
 
 # %%
 from lvae_lib import experiments as E, plots, report
+from lvae_lib.data import IMAGE_SHAPE
 
 plots.style()
 df = E.ensure("fig9_10", budget, device, results_dir, progress=progress, seed=seed)
 print(plots.caption(df))
 
 # %%
-for ds in df["dataset"]:
+for ds in df["dataset"].unique():
     a = report.arrays(df[df["dataset"] == ds], "LVAE+BN+WU")
-    fig = plots.image_grid({"a) data": a["data"], "b) reconstructions": a["reconstructions"], "c) samples": a["samples"][:32]})
+    grids = {"a) data": a["data"], "b) reconstructions": a["reconstructions"], "c) samples": a["samples"][:32]}
+    fig = plots.image_grid(grids, shape=IMAGE_SHAPE[ds])
     fig.suptitle(df[df["dataset"] == ds]["dataset_name"].iloc[0], y=1.02)
 
 # %% [markdown]
