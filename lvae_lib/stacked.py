@@ -36,8 +36,8 @@ from .config import ModelConfig, TrainConfig, to_dict
 from .data import TrainData
 from .model import LadderVAE
 from .objectives import loss_of
-from .train import (EXPLODED, DivergenceError, _rng_state, _set_rng_state, device_label, evaluate_epoch, load_checkpoint,
-                    make_optimizer, run_dir_lock, save_checkpoint)
+from .train import (EXPLODED, DivergenceError, _rng_state, _set_rng_state, device_label, evaluate_epoch,
+                    run_dir_lock, save_checkpoint, start)
 
 
 def stack_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> str:
@@ -56,19 +56,8 @@ def _rng(states: list, m: int, device):
 
 
 def _start(cfg: ModelConfig, tc: TrainConfig, ckpt: Path | None, device):
-    """One model as :func:`lvae_lib.train.train` starts it: fresh from its seed, or from its checkpoint."""
-    torch.manual_seed(tc.seed)
-    model = LadderVAE(cfg).to(device)
-    opt = make_optimizer(model, tc.lr)
-    state = {"epoch": 0, "history": [], "kl_snapshots": {}, "model_cfg": to_dict(cfg), "train_cfg": to_dict(tc)}
-    if ckpt is not None and ckpt.exists():
-        ck = load_checkpoint(ckpt, device)
-        if ck["model_cfg"] != state["model_cfg"] or ck["train_cfg"] != state["train_cfg"]:
-            raise ValueError(f"{ckpt} was written for other configs; use a new run_dir or delete it")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        _set_rng_state(ck["rng"], device)
-        state = {k: ck[k] for k in state}
+    """One model as :func:`lvae_lib.train.train` starts it, and its RNG state then."""
+    model, opt, state, _ = start(cfg, tc, ckpt, device)
     return model, opt, state, _rng_state(device)
 
 

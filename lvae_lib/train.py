@@ -279,16 +279,37 @@ def train(
                       init_from)
 
 
-def _train(model_cfg, tc, data, ckpt_path, device, progress, stop_after, init_from):
+def start(model_cfg: ModelConfig, tc: TrainConfig, ckpt_path: Path | None, device="cpu", init_from=None):
+    """A model, its optimizer and its training state as :func:`train` starts: resumed from ``ckpt_path``
+    when it exists, else fresh from the seed, with (fine-tuning) the weights and RNG state of the
+    checkpoint ``init_from``. Returns ``(model, opt, state, resumed)``."""
     torch.manual_seed(tc.seed)
     model = LadderVAE(model_cfg).to(device)
     opt = make_optimizer(model, tc.lr)
-    data = data.subset(tc.train_subset, tc.test_subset).to(device)
-    x_train = data.x_train
     state = {"epoch": 0, "history": [], "kl_snapshots": {}, "model_cfg": to_dict(model_cfg),
              "train_cfg": to_dict(tc)}
+    if ckpt_path is not None and Path(ckpt_path).exists():
+        ck = load_checkpoint(ckpt_path, device)
+        if ck["model_cfg"] != state["model_cfg"] or ck["train_cfg"] != state["train_cfg"]:
+            raise ValueError(f"{ckpt_path} was written for other configs; use a new run_dir or delete it")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        _set_rng_state(ck["rng"], device)
+        return model, opt, {k: ck[k] for k in state}, True
+    if init_from is not None:  # fine-tuning: the trained model and its RNG state, a fresh optimizer
+        ck = load_checkpoint(init_from, device)
+        if ck["model_cfg"] != state["model_cfg"]:
+            raise ValueError(f"{init_from} holds another model than {model_cfg}")
+        model.load_state_dict(ck["model"])
+        _set_rng_state(ck["rng"], device)
+    return model, opt, state, False
 
-    saved = [None]  # the epoch of the checkpoint on disk
+
+def _train(model_cfg, tc, data, ckpt_path, device, progress, stop_after, init_from):
+    model, opt, state, resumed = start(model_cfg, tc, ckpt_path, device, init_from)
+    data = data.subset(tc.train_subset, tc.test_subset).to(device)
+    x_train = data.x_train
+    saved = [state["epoch"] if resumed else None]  # the epoch of the checkpoint on disk
 
     def save():
         if ckpt_path is not None:
@@ -296,22 +317,8 @@ def _train(model_cfg, tc, data, ckpt_path, device, progress, stop_after, init_fr
                              "rng": _rng_state(device)}, ckpt_path)
             saved[0] = state["epoch"]
 
-    if ckpt_path is not None and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path, device)
-        if ck["model_cfg"] != state["model_cfg"] or ck["train_cfg"] != state["train_cfg"]:
-            raise ValueError(f"{ckpt_path} was written for other configs; use a new run_dir or delete it")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        _set_rng_state(ck["rng"], device)
-        state = {k: ck[k] for k in state}
-        saved[0] = state["epoch"]
-    elif init_from is not None:  # fine-tuning: the trained model and its RNG state, a fresh optimizer
-        ck = load_checkpoint(init_from, device)
-        if ck["model_cfg"] != state["model_cfg"]:
-            raise ValueError(f"{init_from} holds another model than {model_cfg}")
-        model.load_state_dict(ck["model"])
-        _set_rng_state(ck["rng"], device)
-        save()  # epoch 0 of the new run, written atomically
+    if init_from is not None and not resumed:
+        save()  # epoch 0 of the fine-tuning run, written atomically
 
     where = device_label(device)
     graphed = GraphedStep(model, opt, tc.batch_size, tc.mc_samples, tc.iw_samples) if use_cuda_graphs(device) else None
