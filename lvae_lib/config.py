@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 PAPER_LATENTS = (64, 32, 16, 8, 4)
 PAPER_HIDDEN = (512, 256, 128, 64, 32)

@@ -1,5 +1,4 @@
 """Training: the ELBO rises, resume equals uninterrupted, divergence is caught, the CLI works."""
-import json
 import subprocess
 import sys
 
