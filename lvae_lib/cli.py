@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import PRESETS, TrainConfig, preset
+from .config import DATASETS, PRESETS, TrainConfig, preset
 from .experiments import FIGURES
 
 
@@ -61,7 +61,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="LVAE+BN+WU", choices=sorted(PRESETS),
                    help="model variant as named in the paper's figures (default: %(default)s)")
     p.add_argument("--layers", type=count(1, 5), default=5, help="number of stochastic layers, 1-5 (default: %(default)s)")
-    p.add_argument("--dataset", default="mnist", choices=["mnist", "omniglot", "omniglot28", "norb"],
+    p.add_argument("--dataset", default="mnist", choices=list(DATASETS),
                    help="dataset (default: %(default)s); omniglot28 is the documented stand-in")
     p.add_argument("--epochs", type=count(1), default=2000, help="training epochs (paper: 2000 MNIST/NORB, 1500 OMNIGLOT)")
     p.add_argument("--warmup", type=count(0), default=200,

@@ -139,13 +139,33 @@ def bottom_up(name: str) -> bool:
     return not VARIANTS[name].ladder
 
 
-# per-dataset settings of Section 3
-DATASET_MODEL = {
-    "mnist": dict(x_dim=784, likelihood="bernoulli", activation="leaky_relu"),
-    "omniglot": dict(x_dim=784, likelihood="bernoulli", activation="leaky_relu"),
-    "omniglot28": dict(x_dim=784, likelihood="bernoulli", activation="leaky_relu"),
-    "norb": dict(x_dim=1024, likelihood="gaussian", activation="tanh"),
-}
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset of Section 3: what the model, the loaders and the figures need to know of it.
+    :data:`DATASETS` is the one table of them."""
+
+    name: str
+    display_name: str
+    image_shape: tuple[int, int]
+    likelihood: str  # of the pixels given z_1: "bernoulli" or "gaussian"
+    activation: str  # of the MLPs: the paper uses tanh for NORB
+    binary: bool  # dynamically binarised during training, binarised once for testing
+
+    @property
+    def x_dim(self) -> int:
+        return self.image_shape[0] * self.image_shape[1]
+
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in (
+    Dataset("mnist", "MNIST", (28, 28), "bernoulli", "leaky_relu", binary=True),
+    Dataset("omniglot", "OMNIGLOT (IWAE)", (28, 28), "bernoulli", "leaky_relu", binary=True),
+    Dataset("omniglot28", "OMNIGLOT-28 stand-in", (28, 28), "bernoulli", "leaky_relu", binary=True),
+    Dataset("norb", "NORB", (32, 32), "gaussian", "tanh", binary=False),
+)}
+
+# the ModelConfig fields each dataset fixes, read from DATASETS
+DATASET_MODEL = {d.name: dict(x_dim=d.x_dim, likelihood=d.likelihood, activation=d.activation)
+                 for d in DATASETS.values()}
 
 
 def preset(name: str, n_layers: int = 5, dataset: str = "mnist", **overrides) -> tuple[ModelConfig, bool]:

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import DATASETS as _TABLE
+
 ENV_DATA = "LVAE_DATA_DIR"
 ENV_CACHE = "LVAE_CACHE_DIR"
 TEST_BINARIZATION_SEED = 1234  # the binarized test set is drawn once with this seed
@@ -99,10 +101,11 @@ FILES: dict[str, FileSpec] = {
     "norb-test-info": _norb("smallnorb-5x01235x9x18x6x2x96x96-testing-info.mat.gz", "16adf314226327ee006d1a44db8cfef52773c06c829951d5653a9f6f310248a2"),
 }
 
-DATASETS = ("mnist", "omniglot", "omniglot28", "norb")
-BINARY = {"mnist": True, "omniglot": True, "omniglot28": True, "norb": False}
-DISPLAY_NAMES = {"mnist": "MNIST", "omniglot": "OMNIGLOT (IWAE)", "omniglot28": "OMNIGLOT-28 stand-in", "norb": "NORB"}
-IMAGE_SHAPE = {"mnist": (28, 28), "omniglot": (28, 28), "omniglot28": (28, 28), "norb": (32, 32)}
+# read from the one table of datasets, config.DATASETS
+DATASETS = tuple(_TABLE)
+BINARY = {n: d.binary for n, d in _TABLE.items()}
+DISPLAY_NAMES = {n: d.display_name for n, d in _TABLE.items()}
+IMAGE_SHAPE = {n: d.image_shape for n, d in _TABLE.items()}
 
 
 # --------------------------------------------------------------------------- locating files
