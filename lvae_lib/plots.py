@@ -170,15 +170,18 @@ def unit_kl_figure(snapshots: dict):
 
 
 def layer_kl_figure(df):
-    """Fig. 5: KL[q_i|p_i] per layer i, bars grouped by layer, one colour per variant."""
+    """Fig. 5: KL[q_i|p_i] per layer i, bars grouped by layer, one colour per variant; where a variant
+    has several seeds, the mean bar with an error bar of +-1 sd over the seeds."""
     if not len(df):
         return _nothing()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     variants = [v for v in VARIANTS if v in set(df["variant"])]
     w = 0.8 / max(1, len(variants))
     for j, v in enumerate(variants):
-        kl = df[df["variant"] == v]["layer_kl"].iloc[0]
-        ax.bar(np.arange(1, len(kl) + 1) + (j - (len(variants) - 1) / 2) * w, kl, w, color=COLORS[v], label=v)
+        kls = np.array([np.asarray(k, float) for k in df[(df["variant"] == v) & (df["finetune"] == "")]["layer_kl"]])
+        sd = kls.std(0, ddof=1) if len(kls) > 1 else None
+        ax.bar(np.arange(1, kls.shape[1] + 1) + (j - (len(variants) - 1) / 2) * w, kls.mean(0), w, yerr=sd,
+               capsize=2, color=COLORS[v], label=v + (f" ({len(kls)} seeds)" if len(kls) > 1 else ""))
     ax.set_xticks(range(1, 6), [f"i={i}" for i in range(1, 6)])
     ax.set_ylabel(r"KL$[q_i|p_i]$ (nats)")
     ax.legend(fontsize=8)
