@@ -275,9 +275,12 @@ def _claim(parts):
         return "", "", ev.NOT_RUN
     name = lambda n, s: f"{n}: {s}" if n else s  # noqa: E731
     ours = "; ".join(name(n, p[0]) for n, p in parts)
-    ivs = "; ".join(name(n, p[1] if isinstance(p[1], str) else
-                         ", ".join(map(str, p[1])) or "no interval: one seed and no per-image estimates")
-                    for n, p in parts)
+    none = "no interval: one seed and no per-image estimates (a record made before they were kept)"
+    if all(not p[1] for _, p in parts):  # said once, not once per depth
+        ivs = none
+    else:
+        ivs = "; ".join(name(n, p[1] if isinstance(p[1], str) else ", ".join(map(str, p[1])) or none)
+                        for n, p in parts)
     return ours, ivs, ev.combine(p[2] for _, p in parts)
 
 
