@@ -154,7 +154,11 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
             alone = [r for r in wave if not any(r in g for g in groups)]
             for i, part in enumerate(groups + [alone]):
                 if i < len(groups):
-                    train_stack(part, b, device, threads, work_dir, data_root, progress)
+                    try:
+                        train_stack(part, b, device, threads, work_dir, data_root, progress)
+                    except Exception as e:  # noqa: BLE001 - its runs then train alone, and fail by name if they must
+                        print(f"the stack of {', '.join(_name(r) for r in part)} failed ({type(e).__name__}: {e}); "
+                              f"its runs train one by one")
                 if part:
                     runner(part, b, store, report, bar, log_dir, jobs=jobs, device=device, threads=threads,
                            num_gpus=num_gpus, retries=retries, address=address, work_dir=work_dir,
