@@ -5,14 +5,14 @@
 # variant, and batch norm and warm-up each help the VAE. The paper shows the 5-layer models on MNIST
 # over 2000 epochs (train: full lines, test: dashed), with no sign of over-fitting.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
 results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
-# %%
+# %% tags=["hide-input"]
 from lvae_lib import experiments as E, plots, report
 
 plots.style()

@@ -6,14 +6,14 @@
 # $\mathcal{L}^{test}_1 = -85.23$ with five layers against the best VAE's $-87.49$, and
 # $\mathcal{L}^{test}_{5000} = -82.12$ against $-82.74$: a better model *and* a tighter bound.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
 results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
-# %%
+# %% tags=["hide-input"]
 from lvae_lib import experiments as E, plots, report
 
 plots.style()

@@ -6,14 +6,14 @@
 # representation; batch norm helps the VAE use its higher layers; the LVAE activates the most units in
 # every layer. A unit with KL(q|p) near zero (white) carries no information: it is inactive.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
 results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
-# %%
+# %% tags=["hide-input"]
 from lvae_lib import experiments as E, plots, report
 
 plots.style()

@@ -5,14 +5,14 @@
 # batch norm and warm-up each activate one more layer; the LVAE uses all five, and its top layer
 # clusters by digit class.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
 results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
-# %%
+# %% tags=["hide-input"]
 from lvae_lib import experiments as E, plots, report
 
 plots.style()

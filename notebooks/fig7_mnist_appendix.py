@@ -4,14 +4,14 @@
 # **Paper's claim.** The LVAE trained without batch norm (LVAE+WU) performs very poorly: batch norm
 # matters for the LVAE as much as for the VAE.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
 results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
-# %%
+# %% tags=["hide-input"]
 from lvae_lib import experiments as E, plots, report
 
 plots.style()

@@ -7,14 +7,14 @@
 # *OMNIGLOT-28 stand-in* built from the original Omniglot images (`lvae_lib.data`, dataset
 # `omniglot28`). Its likelihoods are not directly comparable with the paper's numbers.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
 results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
-# %%
+# %% tags=["hide-input"]
 from lvae_lib import experiments as E, plots, report
 
 plots.style()

@@ -5,14 +5,14 @@
 # reconstructions $\mathbb{E}[x|z_1]$ with $z \sim q(z|x)$, c) samples from the prior, drawn
 # ancestrally from $z_5$ down. Ours come from the 5-layer LVAE+BN+WU.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
 results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
-# %%
+# %% tags=["hide-input"]
 from lvae_lib import experiments as E, plots, report
 from lvae_lib.data import IMAGE_SHAPE
 

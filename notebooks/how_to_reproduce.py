@@ -31,10 +31,10 @@
 # `runs/` (not committed). Data are looked up in `$LVAE_DATA_DIR`, then `~/.cache/lvae`, and
 # otherwise downloaded and checksum-verified.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 results_dir = ""  # empty: the results folder of the repository
 
-# %%
+# %% tags=["hide-input"]
 from lvae_lib import experiments as E, report
 
 df = E.collect("all", ("paper", "cpu", "smoke"), results_dir or None)

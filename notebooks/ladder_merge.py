@@ -10,11 +10,11 @@
 # The figure below is drawn by `lvae_lib.plots.plot_merge`, which calls the same
 # `lvae_lib.distributions.precision_weighted_merge` the model uses.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 ratios = [0.25, 1.0, 4.0]  # prior variance / bottom-up variance
 mu_hat = 2.0  # bottom-up mean (the prior is N(0, 1))
 
-# %%
+# %% tags=["hide-input"]
 from lvae_lib import plots
 
 plots.style()

@@ -9,11 +9,11 @@
 # (a claim holds only when every interval lies on the claimed side; otherwise it is *not resolved*, or
 # *does not hold*).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 budgets = "paper,cpu,smoke"  # budgets to draw records from, in order of preference
 results_dir = ""  # empty: the results folder of the repository
 
-# %%
+# %% tags=["hide-input"]
 from lvae_lib import experiments as E, plots, report
 
 plots.style()  # tables show every character of a cell

@@ -8,14 +8,14 @@
 # NORB needs the small-NORB download (about 263 MB, `lvae_lib.data`); where it is not available the
 # NORB rows show the paper's values only.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
 results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
-# %%
+# %% tags=["hide-input"]
 from lvae_lib import experiments as E, plots, report
 
 plots.style()
