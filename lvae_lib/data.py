@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import DATASETS as _TABLE
+from .config import DATASETS
 
 ENV_DATA = "LVAE_DATA_DIR"
 ENV_CACHE = "LVAE_CACHE_DIR"
@@ -100,12 +100,6 @@ FILES: dict[str, FileSpec] = {
     "norb-test-cat": _norb("smallnorb-5x01235x9x18x6x2x96x96-testing-cat.mat.gz", "ecaf6d5bb8c3bc5eab9cf0258f6d2198dd474e016e374836fc097f2e5ff509ff"),
     "norb-test-info": _norb("smallnorb-5x01235x9x18x6x2x96x96-testing-info.mat.gz", "16adf314226327ee006d1a44db8cfef52773c06c829951d5653a9f6f310248a2"),
 }
-
-# read from the one table of datasets, config.DATASETS
-DATASETS = tuple(_TABLE)
-BINARY = {n: d.binary for n, d in _TABLE.items()}
-DISPLAY_NAMES = {n: d.display_name for n, d in _TABLE.items()}
-IMAGE_SHAPE = {n: d.image_shape for n, d in _TABLE.items()}
 
 
 # --------------------------------------------------------------------------- locating files
@@ -453,5 +447,5 @@ def train_data(name: str, root=None):
     a = _processed(name, root)  # read the cache once for both splits
     x_tr, _ = _split(a, name, "train")
     x_te, y_te = _split(a, name, "test")
-    binary = BINARY[name]
+    binary = DATASETS[name].binary
     return TrainData(x_tr, fixed_binarization(x_te) if binary else x_te, binary, y_te, name)

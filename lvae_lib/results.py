@@ -1,7 +1,7 @@
 """The results store: one folder per run under ``results/<budget>/<dataset>/<label>-<key>/``.
 
-Each record holds ``record.json`` (configs, summary, provenance), ``metrics.csv`` (per epoch)
-and ``arrays.npz`` (per-unit KL, PCA projections, image grids).  A record is written into a
+Each record holds ``record.json`` (configs, summary, provenance: a :class:`Record`, read by :func:`read`),
+``metrics.csv`` (per epoch) and ``arrays.npz`` (per-unit KL, PCA projections, image grids: :data:`ARRAYS`).  A record is written into a
 temporary folder and renamed into place, with ``record.json`` the marker of completeness,
 so a half-written record is never read as complete. ``record.json`` carries the checksums of its own
 content and of the other files (:func:`seal`); a record that changed after it was written, or that lies
@@ -10,12 +10,14 @@ in another run's folder, is named and never used (:func:`check`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +39,29 @@ def _content_sha(record: dict) -> str:
 def seal(folder: Path) -> None:
     """Add to ``folder/record.json`` the checksums of its own content and of the record's other files."""
     folder = Path(folder)
-    rec = json.loads((folder / "record.json").read_text())
-    rec["checksums"] = {"record": _content_sha(rec),
-                        **{f.name: _sha256(f) for f in sorted(folder.iterdir()) if f.name != "record.json"}}
-    (folder / "record.json").write_text(json.dumps(rec, indent=1))
+    rec = Record.from_json(json.loads((folder / "record.json").read_text()))
+    sums = {"record": _content_sha(rec.to_json()),
+            **{f.name: _sha256(f) for f in sorted(folder.iterdir()) if f.name != "record.json"}}
+    _write_json(folder, dataclasses.replace(rec, checksums=sums))
+
+
+def _write_json(folder: Path, record: "Record") -> None:
+    (Path(folder) / "record.json").write_text(json.dumps(record.to_json(), indent=1))
+
+
+def read(folder: Path, key: str | None = None, label: str | None = None) -> "Record":
+    """The record in ``folder``, checked (:func:`check`, with ``key``/``label`` the run's it should be):
+    a changed, misplaced or unreadable record raises :class:`BadRecord` naming it."""
+    folder = Path(folder)
+    try:
+        rec = json.loads((folder / "record.json").read_text())
+    except (OSError, ValueError) as e:
+        raise BadRecord(f"{folder / 'record.json'} cannot be read ({type(e).__name__}: {e}); not used") from None
+    check(folder, rec, key, label)
+    try:
+        return Record.from_json(rec, folder)
+    except (TypeError, ValueError) as e:
+        raise BadRecord(f"{folder / 'record.json'} is not a record of this format ({e}); not used") from None
 
 
 def check(folder: Path, rec: dict, key: str | None = None, label: str | None = None) -> None:
@@ -60,6 +81,114 @@ def check(folder: Path, rec: dict, key: str | None = None, label: str | None = N
         raise BadRecord(f"{folder}: {', '.join('record.json' if n == 'record' else n for n in changed)} changed after "
                         f"the record was written (checksum mismatch); not used. `run ... --refresh` cannot fix "
                         f"it: restore it from git, or delete the folder and train it again")
+
+
+# ----------------------------------------------------------------------------- the record's schema
+@dataclass(frozen=True)
+class RunInfo:
+    """Which model a record is of (the fields of :class:`lvae_lib.experiments.Run`, and its names)."""
+
+    dataset: str
+    dataset_name: str
+    variant: str
+    layers: int
+    finetune: str
+    seed: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The record's numbers: bounds in nats per image (``test_LK`` with ``K`` importance samples),
+    active units and the KL of each layer (nats, test-set mean)."""
+
+    train_L1: float
+    test_L1: float
+    test_LK: float
+    K: int
+    active_units: list
+    layer_kl: list
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where, when and by which code a record was made. ``epochs_by_device`` and ``replaces`` are absent
+    (``None``) in records made before they were kept; ``replaces`` names the record a refresh replaced."""
+
+    wall_seconds: float
+    train_seconds: float
+    device: str
+    torch: str
+    git_commit: str
+    threads: int | None
+    date: str
+    epochs_by_device: dict | None = None
+    replaces: dict | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """One run's ``record.json``, typed. :meth:`from_json` is its one reader and :meth:`to_json` its one
+    writer; ``to_json(from_json(d)) == d`` for every committed record (a test reads them all).
+    The arrays beside it (``arrays.npz``) are named by :data:`ARRAYS`."""
+
+    run: RunInfo
+    budget: str
+    key: str
+    model_cfg: dict
+    train_cfg: dict
+    finetune_cfg: dict | None
+    summary: Summary
+    provenance: Provenance
+    checksums: dict | None = None  # added by :func:`seal`
+    path: str | None = field(default=None, compare=False)  # the folder it was read from (not stored)
+
+    @property
+    def epochs(self) -> int:
+        """Training epochs in all: the base run's, and the fine-tuning's where there is one."""
+        return self.train_cfg["epochs"] + ((self.finetune_cfg or {}).get("epochs") or 0)
+
+    @classmethod
+    def from_json(cls, d: dict, path=None) -> "Record":
+        known = {f.name for f in dataclasses.fields(cls)} - {"path"}
+        if set(d) - known or {"run", "summary", "provenance", "key", "budget"} - set(d):
+            raise ValueError(f"not a record: fields {sorted(set(d) ^ known)} differ from {sorted(known)}")
+        return cls(**{**d, "run": RunInfo(**d["run"]), "summary": Summary(**d["summary"]),
+                      "provenance": Provenance(**d["provenance"])}, path=None if path is None else str(path))
+
+    def to_json(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
+        d["run"], d["summary"] = dataclasses.asdict(self.run), dataclasses.asdict(self.summary)
+        d["provenance"] = {k: v for k, v in dataclasses.asdict(self.provenance).items()
+                           if v is not None or k not in ("epochs_by_device", "replaces")}
+        return d if self.checksums is not None else {k: v for k, v in d.items() if k != "checksums"}
+
+
+# the names in ``arrays.npz``, by what they hold (``{l}``: the layer, 1 at the bottom; ``{e}``: the epoch)
+ARRAYS = {
+    "test_L1_per_image": "L_1 of each test image, in test-set order",
+    "test_LK_per_image": "L_K of each test image, in test-set order",
+    "layer_kl_per_image": "[images, layers] KL of each layer per test image",
+    "unit_kl_l{l}": "per-unit KL of layer l (test-set mean)",
+    "pca_l{l}": "2-D PCA of samples of z_l (the first analysis_images test images)",
+    "pca_labels": "their class labels",
+    "kl_snapshot_e{e}_l{l}": "per-unit KL of layer l after epoch e (Fig. 4)",
+    "samples": "prior samples (5-layer models), uint8", "data": "test images", "reconstructions": "of them",
+}
+
+
+def kl_snapshot_name(epoch: int, layer: int) -> str:
+    return f"kl_snapshot_e{epoch}_l{layer}"
+
+
+def kl_snapshots(arrays: dict) -> dict[int, list]:
+    """{epoch: [per-unit KL of each layer, bottom first]} from a record's arrays."""
+    snaps: dict[int, dict] = {}
+    for k, v in arrays.items():
+        if k.startswith("kl_snapshot_e"):
+            e, layer = k[len("kl_snapshot_e"):].split("_l")
+            snaps.setdefault(int(e), {})[int(layer)] = v
+    return {e: [s[i] for i in sorted(s)] for e, s in sorted(snaps.items())}
 
 
 TABLE_COLUMNS = ["dataset", "dataset_name", "variant", "layers", "finetune", "seed", "label", "budget", "key",
@@ -115,11 +244,13 @@ class Store:
             if tmp.exists():
                 shutil.rmtree(tmp)
 
-    def write(self, run, key: str, record: dict, history: list[dict], arrays: dict) -> Path:
+    def write(self, run, key: str, record: Record, history: list[dict], arrays: dict) -> Path:
+        if not isinstance(record, Record):
+            raise TypeError(f"Store.write takes a results.Record, got {type(record).__name__}")
         with self._atomic(run, key) as tmp:
             pd.DataFrame(history).to_csv(tmp / "metrics.csv", index=False, float_format="%.5g")
             np.savez_compressed(tmp / "arrays.npz", **arrays)
-            (tmp / "record.json").write_text(json.dumps(record, indent=1))
+            _write_json(tmp, record)
         return self.path(run, key)
 
     def write_files(self, run, key: str, files: dict[str, bytes]) -> Path:
@@ -129,16 +260,9 @@ class Store:
                 (tmp / name).write_bytes(data)
         return self.path(run, key)
 
-    def load(self, run, key: str) -> dict:
-        """The record of ``run``, checked (:func:`check`): a changed or misplaced record raises :class:`BadRecord`."""
-        p = self.path(run, key)
-        try:
-            rec = json.loads((p / "record.json").read_text())
-        except (OSError, ValueError) as e:
-            raise BadRecord(f"{p / 'record.json'} cannot be read ({type(e).__name__}: {e}); not used") from None
-        check(p, rec, key, run.label)
-        rec["path"] = str(p)
-        return rec
+    def load(self, run, key: str) -> Record:
+        """The record of ``run`` (:func:`read`)."""
+        return read(self.path(run, key), key, run.label)
 
     def metrics(self, run, key: str) -> pd.DataFrame:
         return pd.read_csv(self.path(run, key) / "metrics.csv")
@@ -160,14 +284,11 @@ class Store:
                 warnings.warn(str(e), stacklevel=2)
                 bad.append(str(e))
                 continue
-            s = rec["summary"]
-            rows.append({**rec["run"], "budget": rec["budget"], "key": key, "train_L1": s["train_L1"],
-                         "test_L1": s["test_L1"], "test_LK": s["test_LK"], "K": s["K"],
-                         "active_units": s["active_units"], "layer_kl": s["layer_kl"],
-                         "train_seconds": rec["provenance"]["train_seconds"], "device": rec["provenance"]["device"],
-                         "threads": rec["provenance"].get("threads"),
-                         "epochs": rec["train_cfg"]["epochs"] + ((rec.get("finetune_cfg") or {}).get("epochs") or 0),
-                         "run_obj": r, "path": rec["path"]})
+            s, pv = rec.summary, rec.provenance
+            rows.append({**dataclasses.asdict(rec.run), "budget": rec.budget, "key": key, "train_L1": s.train_L1,
+                         "test_L1": s.test_L1, "test_LK": s.test_LK, "K": s.K, "active_units": s.active_units,
+                         "layer_kl": s.layer_kl, "train_seconds": pv.train_seconds, "device": pv.device,
+                         "threads": pv.threads, "epochs": rec.epochs, "run_obj": r, "path": rec.path})
         df = pd.DataFrame(rows, columns=TABLE_COLUMNS if not rows else None)  # empty: still the columns
         df.attrs["bad_records"] = bad
         return df

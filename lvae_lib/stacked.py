@@ -15,7 +15,7 @@ have drawn trained alone, and its results equal a single run's to floating-point
 
 The engine reads and writes the ordinary checkpoints of :func:`lvae_lib.train.train`, one per model:
 a stacked run resumes from them, a single run resumes from a stacked one's, and the records made from
-them (by :func:`lvae_lib.experiments.run_one`) are ordinary records.
+them (by :func:`lvae_lib.runner.run_one`) are ordinary records.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from .data import TrainData
 from .model import LadderVAE
 from .objectives import loss_of
 from .train import (EXPLODED, DivergenceError, _rng_state, _set_rng_state, device_label, evaluate_epoch,
-                    run_dir_lock, save_checkpoint, start)
+                    make_optimizer, run_dir_lock, save_checkpoint, start)
 
 
 def stack_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> str:
@@ -171,7 +171,7 @@ class StackedStep:
 
     def __init__(self, models: list[LadderVAE], tc: TrainConfig, device="cpu"):
         self.params, self.buffers = stack_module_state(models)
-        self.opt = make_optimizer_for(list(self.params.values()), tc.lr, device)
+        self.opt = make_optimizer(list(self.params.values()), tc.lr)
         self.samples = tc.mc_samples * tc.iw_samples
         base = copy.deepcopy(models[0]).to("meta")
 
@@ -188,14 +188,6 @@ class StackedStep:
             p.grad = grads[k]
         self.opt.step()
         return loss.detach(), elbo.detach()
-
-
-def make_optimizer_for(tensors: list, lr: float, device) -> torch.optim.Optimizer:
-    """Adam over the stacked tensors, as :func:`lvae_lib.train.make_optimizer` makes it for one model."""
-    try:
-        return torch.optim.Adam(tensors, lr=lr, fused=True, capturable=torch.device(device).type == "cuda")
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(tensors, lr=lr)
 
 
 def _load_stacked_optimizer(opt, singles: list, params: dict) -> None:

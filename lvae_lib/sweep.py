@@ -35,7 +35,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import experiments as E
-from .results import BadRecord, Store
+from . import runner
+from .results import BadRecord, Record, Store
 
 
 @dataclass
@@ -87,7 +88,7 @@ def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: st
     with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print(f"{_name(run)} [{budget}] on {device}, {threads} thread(s)")
         _fault(inject, run)
-        E.run_one(run, budget, results_dir, work_dir, device, progress=True, data_root=data_root)
+        runner.run_one(run, budget, results_dir, work_dir, device, progress=True, data_root=data_root)
     path = Store(results_dir, budget).path(run, run.key(E.get_budget(budget)))
     return {"files": {p.name: p.read_bytes() for p in path.iterdir()}, "log": Path(log_path).read_text()}
 
@@ -197,7 +198,7 @@ def train_stack(group: list, budget: E.Budget, device: str, threads: int, work_d
     at = {r: epoch(r) for r in group}
     first = group[0]
     group = [r for r in group if at[r] == at[first]]
-    if len(group) < 2 or at[first] >= budget.epochs[first.dataset]:
+    if len(group) < 2 or at[first] >= budget.epochs(first.dataset):
         return
     torch.set_num_threads(threads)
     mcfg, _ = first.configs(budget)
@@ -225,13 +226,13 @@ def _finish(run, key, result, store, report, bar, log_dir):
     if store.complete(run, key):  # a refresh: say what it replaces, and whether it reproduced it
         try:
             old = store.load(run, key)
+            replaces = {"git_commit": old.provenance.git_commit, "date": old.provenance.date}
         except BadRecord:  # a damaged record is replaced, not compared
-            old = {"provenance": {}, "summary": None}
-        new = json.loads(files["record.json"])
-        new["provenance"]["replaces"] = {"git_commit": old["provenance"].get("git_commit"),
-                                         "date": old["provenance"].get("date"),
-                                         "summary_equal": old["summary"] == new["summary"]}
-        files = {**files, "record.json": json.dumps(new, indent=1).encode()}
+            old, replaces = None, {"git_commit": None, "date": None}
+        new = Record.from_json(json.loads(files["record.json"]))
+        replaces["summary_equal"] = old is not None and old.summary == new.summary
+        new = replace(new, provenance=replace(new.provenance, replaces=replaces))
+        files = {**files, "record.json": json.dumps(new.to_json(), indent=1).encode()}
     store.write_files(run, key, files)
     _log_path(log_dir, run, key).write_text(result["log"])  # (a Ray worker's log arrives only now)
     report.done.append(_name(run))

@@ -39,17 +39,19 @@ class DivergenceError(RuntimeError):
 EXPLODED = 1e8
 
 
-def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam (lr 1e-3 in the paper); the fused kernel where this torch build has it.
+def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
+    """Adam (lr 1e-3 in the paper) over a model's parameters, or over a list of tensors (the stacked
+    models' of :mod:`lvae_lib.stacked`); the fused kernel where this torch build has it.
 
     On a GPU it is made ``capturable`` (its step count lives on the device), so that
     :class:`GraphedStep` can capture it in a CUDA graph.
     """
-    cuda = next(model.parameters()).device.type == "cuda"
+    params = list(params.parameters() if isinstance(params, torch.nn.Module) else params)
+    cuda = params[0].device.type == "cuda"
     try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True, capturable=cuda)
+        return torch.optim.Adam(params, lr=lr, fused=True, capturable=cuda)
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(model.parameters(), lr=lr, capturable=cuda)
+        return torch.optim.Adam(params, lr=lr, capturable=cuda)
 
 
 def train_step(model: LadderVAE, opt: torch.optim.Optimizer, xb: torch.Tensor, beta: float = 1.0,

@@ -13,10 +13,11 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import experiments as E, plots, report
+from lvae_lib import plots, report
+from lvae_lib.notebooks import ensure, records
 
 plots.style()
-df = E.ensure("fig2", budget, device, results_dir, progress=progress, seed=seed)
+df = ensure("fig2", budget, device, results_dir, progress=progress, seed=seed)
 print(plots.caption(df, "5-layer models; train L_1 is the running mean over each epoch (train mode, fresh binarization)."))
 
 # %%
@@ -37,4 +38,4 @@ df[["variant", "layers", "seed", "train_L1", "test_L1"]].round(2)
 # about the method.
 
 # %%
-report.claims(E.records("fig2", results_dir or None), "fig2")
+report.claims(records("fig2", results_dir or None), "fig2")

@@ -14,11 +14,12 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import experiments as E, plots, report
+from lvae_lib import plots, report
+from lvae_lib.notebooks import ensure, records
 
 plots.style()
-df = E.ensure("fig3", budget, device, results_dir, progress=progress, seed=seed)
-paper_runs = E.records("fig3", results_dir or None, budgets=("paper",))  # drawn over the grid where they exist
+df = ensure("fig3", budget, device, results_dir, progress=progress, seed=seed)
+paper_runs = records("fig3", results_dir or None, budgets=("paper",))  # drawn over the grid where they exist
 print(plots.caption(df, also=paper_runs))
 
 # %%
@@ -45,4 +46,4 @@ report.layers_table(df, "test_LK")
 # about the method.
 
 # %%
-report.claims(E.records("fig3", results_dir or None), "fig3")
+report.claims(records("fig3", results_dir or None), "fig3")

@@ -14,10 +14,11 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import experiments as E, plots, report
+from lvae_lib import plots, report
+from lvae_lib.notebooks import ensure, records
 
 plots.style()
-df = E.ensure("fig4", budget, device, results_dir, progress=progress, seed=seed)
+df = ensure("fig4", budget, device, results_dir, progress=progress, seed=seed)
 print(plots.caption(df, "5-layer models; KL per unit averaged over the test set."))
 
 # %%
@@ -38,4 +39,4 @@ df.set_index("variant")["active_units"].apply(lambda a: "-".join(map(str, a))).t
 # about the method.
 
 # %%
-report.claims(E.records("fig4", results_dir or None), "fig4")
+report.claims(records("fig4", results_dir or None), "fig4")

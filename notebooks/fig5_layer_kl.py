@@ -13,10 +13,11 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import experiments as E, plots, report
+from lvae_lib import plots, report
+from lvae_lib.notebooks import ensure, records
 
 plots.style()
-df = E.ensure("fig5", budget, device, results_dir, progress=progress, seed=seed)
+df = ensure("fig5", budget, device, results_dir, progress=progress, seed=seed)
 print(plots.caption(df, "5-layer models; mean KL[q_i|p_i] over the test set."))
 
 # %%
@@ -34,4 +35,4 @@ df.set_index("variant")["layer_kl"].apply(lambda a: [round(v, 2) for v in a]).to
 # about the method.
 
 # %%
-report.claims(E.records("fig5", results_dir or None), "fig5")
+report.claims(records("fig5", results_dir or None), "fig5")

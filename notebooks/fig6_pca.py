@@ -13,10 +13,11 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import experiments as E, plots, report
+from lvae_lib import plots, report
+from lvae_lib.notebooks import ensure
 
 plots.style()
-df = E.ensure("fig6", budget, device, results_dir, progress=progress, seed=seed)
+df = ensure("fig6", budget, device, results_dir, progress=progress, seed=seed)
 print(plots.caption(df, "One sample z_i ~ q(z_i|.) per test image, first two principal components, coloured by digit."))
 
 # %%

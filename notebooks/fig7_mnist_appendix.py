@@ -12,10 +12,11 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import experiments as E, plots, report
+from lvae_lib import plots, report
+from lvae_lib.notebooks import ensure, records
 
 plots.style()
-df = E.ensure("fig7", budget, device, results_dir, progress=progress, seed=seed)
+df = ensure("fig7", budget, device, results_dir, progress=progress, seed=seed)
 print(plots.caption(df))
 
 # %%
@@ -33,4 +34,4 @@ report.layers_table(df, "test_L1")
 # about the method.
 
 # %%
-report.claims(E.records("fig7", results_dir or None), "fig7")
+report.claims(records("fig7", results_dir or None), "fig7")

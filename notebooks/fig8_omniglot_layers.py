@@ -15,10 +15,11 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import experiments as E, plots, report
+from lvae_lib import plots, report
+from lvae_lib.notebooks import ensure, records
 
 plots.style()
-df = E.ensure("fig8", budget, device, results_dir, progress=progress, seed=seed)
+df = ensure("fig8", budget, device, results_dir, progress=progress, seed=seed)
 print(plots.caption(df))
 
 # %%
@@ -36,4 +37,4 @@ report.layers_table(df, "test_LK")
 # about the method.
 
 # %%
-report.claims(E.records("fig8", results_dir or None), "fig8")
+report.claims(records("fig8", results_dir or None), "fig8")

@@ -13,18 +13,19 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import experiments as E, plots, report
-from lvae_lib.data import IMAGE_SHAPE
+from lvae_lib import plots, report
+from lvae_lib.config import DATASETS
+from lvae_lib.notebooks import ensure
 
 plots.style()
-df = E.ensure("fig9_10", budget, device, results_dir, progress=progress, seed=seed)
+df = ensure("fig9_10", budget, device, results_dir, progress=progress, seed=seed)
 print(plots.caption(df))
 
 # %%
 for ds in df["dataset"].unique():
     a = report.arrays(df[df["dataset"] == ds], "LVAE+BN+WU")
     grids = {"a) data": a["data"], "b) reconstructions": a["reconstructions"], "c) samples": a["samples"][:32]}
-    fig = plots.image_grid(grids, shape=IMAGE_SHAPE[ds])
+    fig = plots.image_grid(grids, shape=DATASETS[ds].image_shape)
     fig.suptitle(df[df["dataset"] == ds]["dataset_name"].iloc[0], y=1.02)
 
 # %% [markdown]

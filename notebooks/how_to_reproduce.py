@@ -35,9 +35,10 @@
 results_dir = ""  # empty: the results folder of the repository
 
 # %% tags=["hide-input"]
-from lvae_lib import experiments as E, report
+from lvae_lib import report
+from lvae_lib.notebooks import collect
 
-df = E.collect("all", ("paper", "cpu", "smoke"), results_dir or None)
+df = collect("all", ("paper", "cpu", "smoke"), results_dir or None)
 
 # %% [markdown]
 # ## Measured speed
@@ -113,12 +114,14 @@ report.run_times(df)
 #
 # 1. If it needs a new model variant, add a row to `VARIANTS` in `lvae_lib/config.py` (inference,
 #    batch norm, warm-up, and the colour and marker every figure gives it); `preset(name, layers,
-#    dataset)` builds it, and the plots and the report know it from there.
+#    dataset)` builds it, and the plots and the report know it from there. A new dataset is a row of
+#    `DATASETS` there (name, image shape, likelihood, activation, binarisation, the paper's epochs)
+#    and its loader in `lvae_lib/data.py`.
 # 2. Register the runs it needs in `lvae_lib/experiments.py`, e.g.
 #    `FIGURES["myfig"] = [Run("mnist", "LVAE+BN+WU", L) for L in (2, 5)]`. A run is keyed by the hash
 #    of its full configuration, so runs shared with other figures are trained once.
 # 3. Copy the parameters cell of any figure notebook into `notebooks/myfig.py`, call
-#    `E.ensure("myfig", budget, device, results_dir, progress=progress, seed=seed)`, and plot with
+#    `lvae_lib.notebooks.ensure("myfig", budget, device, results_dir, progress=progress, seed=seed)`, and plot with
 #    `lvae_lib.plots`; pair it with `jupytext --sync notebooks/myfig.py`, execute it with
 #    `python -m lvae_lib figures notebooks/myfig.ipynb`, and add it to `book/_toc.yml`.
 # 4. `make test` checks that the pair is in sync, that it has a parameters cell and outputs, that it

@@ -14,10 +14,11 @@ budgets = "paper,cpu,smoke"  # budgets to draw records from, in order of prefere
 results_dir = ""  # empty: the results folder of the repository
 
 # %% tags=["hide-input"]
-from lvae_lib import experiments as E, plots, report
+from lvae_lib import plots, report
+from lvae_lib.notebooks import collect, records
 
 plots.style()  # tables show every character of a cell
-df = E.collect("all", budgets.split(","), results_dir or None)
+df = collect("all", budgets.split(","), results_dir or None)
 print(plots.caption(df) if len(df) else "no records yet")
 
 # %% [markdown]
@@ -38,7 +39,7 @@ table
 # ## The paper's claims, tested on our records
 
 # %%
-report.claims(E.records("all", results_dir or None))
+report.claims(records("all", results_dir or None))
 
 # %% [markdown]
 # ## Deviations from the paper, all of them deliberate

@@ -13,10 +13,11 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import experiments as E, plots, report
+from lvae_lib import plots, report
+from lvae_lib.notebooks import ensure, records
 
 plots.style()
-df = E.ensure("table1", budget, device, results_dir, progress=progress, seed=seed)
+df = ensure("table1", budget, device, results_dir, progress=progress, seed=seed)
 print(plots.caption(df, "Rows of other models are the paper's citations, not rerun here."))
 
 # %%
@@ -31,4 +32,4 @@ report.table1_compare(df)
 # about the method.
 
 # %%
-report.claims(E.records("table1", results_dir or None), "table1")
+report.claims(records("table1", results_dir or None), "table1")

@@ -16,10 +16,11 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import experiments as E, plots, report
+from lvae_lib import plots, report
+from lvae_lib.notebooks import ensure, records
 
 plots.style()
-df = E.ensure("table2", budget, device, results_dir, progress=progress, seed=seed)
+df = ensure("table2", budget, device, results_dir, progress=progress, seed=seed)
 print(plots.caption(df))
 
 # %%
@@ -34,4 +35,4 @@ report.table2_compare(df)
 # about the method.
 
 # %%
-report.claims(E.records("table2", results_dir or None), "table2")
+report.claims(records("table2", results_dir or None), "table2")

@@ -164,11 +164,11 @@ def test_notebook_parameters_take_the_type_of_their_default():
 
 
 def test_a_seed_of_the_wrong_type_is_refused_before_any_training(tmp_path):
-    from lvae_lib import experiments as E
+    from lvae_lib.notebooks import ensure
 
     for bad in ("0", 1.5, -1):  # "0": what `-p seed=0` used to pass; every record then looked missing
         with pytest.raises(ValueError, match="seed must be an integer >= 0"):
-            E.ensure("fig3", "auto", results_dir=tmp_path, work_dir=tmp_path, seed=bad, progress=False)
+            ensure("fig3", "auto", results_dir=tmp_path, work_dir=tmp_path, seed=bad, progress=False)
     assert not list(tmp_path.iterdir())
 
 
@@ -314,6 +314,31 @@ def test_every_committed_record_is_sealed_and_intact():
     assert recs
     for f in recs:
         check(f.parent, json.loads(f.read_text()))  # raises, naming the record, if any file changed
+
+
+def test_every_committed_record_reads_as_a_typed_record_under_its_key():
+    """The one reader (results.read -> Record) takes every committed record, finds it in the folder of
+    its run's key at today's configs, and its one writer gives back exactly the JSON on disk."""
+    import json
+
+    from lvae_lib import experiments as E
+    from dataclasses import replace
+
+    from lvae_lib.results import Record, Store, read
+
+    recs = sorted(E.DEFAULT_RESULTS.glob("*/*/*/record.json"))
+    runs = {(r.dataset, r.label, r.key(b)): r for b in E.BUDGETS.values()
+            for s in E.SEEDS for r in (replace(x, seed=s) for x in E.runs_for("all"))}
+    for f in recs:
+        rec = read(f.parent)
+        assert rec.to_json() == json.loads(f.read_text()), f
+        assert Record.from_json(rec.to_json()) == rec
+        run = runs[(rec.run.dataset, rec.run.label, rec.key)]  # KeyError: its key no longer matches its config
+        assert run.seed == rec.run.seed and Store(E.DEFAULT_RESULTS, rec.budget).path(run, rec.key) == f.parent
+        assert rec.epochs == E.BUDGETS[rec.budget].epochs(rec.run.dataset) + (
+            E.BUDGETS[rec.budget].finetune_epochs if rec.run.finetune else 0)
+    with pytest.raises(ValueError, match="not a record"):
+        Record.from_json({"run": {}, "summary": {}, "surprise": 1})
 
 
 def test_a_full_disk_while_checkpointing_names_the_path(tmp_path, monkeypatch):

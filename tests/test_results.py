@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from lvae_lib import experiments as E, paper
-from lvae_lib.results import Store
+from lvae_lib.notebooks import resolve_budget
+from lvae_lib.results import Provenance, Record, RunInfo, Store, Summary
+
+
+def fake_record(run, key, budget="smoke", **summary) -> Record:
+    """A record of ``run`` with made-up numbers, for tests of the store (never of a claim)."""
+    s = {"train_L1": -90.0, "test_L1": -91.0, "test_LK": -88.0, "K": 10, "active_units": [1], "layer_kl": [1.0],
+         **summary}
+    return Record(run=RunInfo(run.dataset, run.dataset, run.variant, run.layers, run.finetune, run.seed, run.label),
+                  budget=budget, key=key, model_cfg={}, train_cfg={"epochs": 2}, finetune_cfg=None,
+                  summary=Summary(**s), provenance=Provenance(1.0, 1.0, "cpu", "t", "abc", 1, "2026-01-01"))
 
 
 def test_registry_covers_every_figure_and_shares_runs():
@@ -46,13 +56,13 @@ def test_store_writes_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(np, "savez_compressed", boom)
     with pytest.raises(OSError):
-        st.write(run, "k1", {"summary": {}}, [{"epoch": 1}], {"a": np.zeros(2)})
+        st.write(run, "k1", fake_record(run, "k1"), [{"epoch": 1}], {"a": np.zeros(2)})
     assert not st.complete(run, "k1") and not list(tmp_path.rglob("record.json"))
     monkeypatch.undo()
-    p = st.write(run, "k1", {"run": {"label": run.label}, "key": "k1", "summary": {"x": 1}},
-                 [{"epoch": 1, "train_elbo": -1.5}], {"a": np.arange(3)})
+    p = st.write(run, "k1", fake_record(run, "k1", test_LK=-80.5), [{"epoch": 1, "train_elbo": -1.5}],
+                 {"a": np.arange(3)})
     assert st.complete(run, "k1") and p.name == "VAE-L1-k1"
-    assert st.load(run, "k1")["summary"] == {"x": 1}
+    assert st.load(run, "k1").summary.test_LK == -80.5 and st.load(run, "k1").path == str(p)
     assert st.metrics(run, "k1")["train_elbo"].tolist() == [-1.5]
     assert st.arrays(run, "k1")["a"].tolist() == [0, 1, 2]
     assert not [q for q in p.parent.iterdir() if q.name.startswith(".")]  # no temporary folders left
@@ -77,21 +87,21 @@ def test_auto_budget_is_the_largest_complete_one_per_figure(tmp_path):
     def fake(runs, budget):
         b = E.get_budget(budget)
         for r in runs:
-            Store(tmp_path, budget).write(r, r.key(b), {"run": {}}, [], {})
+            Store(tmp_path, budget).write(r, r.key(b), fake_record(r, r.key(b), budget), [], {})
 
-    assert E.resolve_budget("fig2", "auto", tmp_path) == "smoke"  # nothing committed
+    assert resolve_budget("fig2", "auto", tmp_path) == "smoke"  # nothing committed
     fake(E.FIGURES["fig2"][:3], "cpu")
-    assert E.resolve_budget("fig2", "auto", tmp_path) == "smoke"  # one of four missing
+    assert resolve_budget("fig2", "auto", tmp_path) == "smoke"  # one of four missing
     fake(E.FIGURES["fig2"][3:], "cpu")
-    assert E.resolve_budget("fig2", "auto", tmp_path) == "cpu"
-    assert E.resolve_budget("fig5", "auto", tmp_path) == "cpu"  # same runs
-    assert E.resolve_budget("fig3", "auto", tmp_path) == "smoke"
+    assert resolve_budget("fig2", "auto", tmp_path) == "cpu"
+    assert resolve_budget("fig5", "auto", tmp_path) == "cpu"  # same runs
+    assert resolve_budget("fig3", "auto", tmp_path) == "smoke"
     fake(E.FIGURES["fig2"], "paper")
-    assert E.resolve_budget("fig2", "auto", tmp_path) == "paper"
-    assert E.resolve_budget("fig2", "cpu", tmp_path) == "cpu"  # an explicit budget is kept
+    assert resolve_budget("fig2", "auto", tmp_path) == "paper"
+    assert resolve_budget("fig2", "cpu", tmp_path) == "cpu"  # an explicit budget is kept
     # NORB never obtained (no record in any budget): table2 is complete with OMNIGLOT alone
     fake([r for r in E.FIGURES["table2"] if r.dataset == "omniglot28"], "cpu")
-    assert E.resolve_budget("table2", "auto", tmp_path) == "cpu"
+    assert resolve_budget("table2", "auto", tmp_path) == "cpu"
 
 
 def test_several_targets_keep_their_order_and_finetuning_waits_only_for_a_missing_base(tmp_path):
@@ -105,7 +115,7 @@ def test_several_targets_keep_their_order_and_finetuning_waits_only_for_a_missin
     assert [r.label for r in then] == ["LVAE+BN+WU-L5-ft", "LVAE+BN+WU-L5-ft-iw10", "LVAE+BN+WU-L5-ft-control"]
     assert not any(r.finetune for r in first) and first[0] == E.FIGURES["table1"][0]
     base = E.FIGURES["table1"][0]
-    store.write(base, base.key(b), {"run": {}}, [], {})
+    store.write(base, base.key(b), fake_record(base, base.key(b), "cpu"), [], {})
     todo = store.missing(runs, b)
     first, then = plan_waves(todo, store, b)
     assert then == [] and [r.label for r in first[:3]] == ["LVAE+BN+WU-L5-ft", "LVAE+BN+WU-L5-ft-iw10",

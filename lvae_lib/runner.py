@@ -1,0 +1,118 @@
+"""The runner: makes one run's record (train, evaluate, write it into the results store).
+
+:func:`run_one` trains the run of the registry (:class:`lvae_lib.experiments.Run`) at a budget, unless its
+record is complete, then computes what the figures need from the trained model (:func:`derived`) and
+writes a :class:`lvae_lib.results.Record` with its provenance: the commit of the code (:func:`git_commit`),
+device, threads, torch, dates and seconds.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import analysis, results
+from .config import DATASETS, to_dict
+from .data import fixed_binarization, train_data
+from .experiments import DEFAULT_RESULTS, DEFAULT_WORK, ROOT, Budget, Run, get_budget
+from .objectives import iw_bound
+from .train import device_label, train
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the code this process runs: read once per process, when its first run starts (a
+    sweep's workers keep the code they imported), with ``+dirty`` if ``lvae_lib/`` differs from it.
+    A copy of the code without its ``.git`` (a cluster node, say) reads ``$LVAE_GIT_COMMIT``."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        if head:
+            return head + ("+dirty" if git("status", "--porcelain", "--", "lvae_lib") else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return os.environ.get("LVAE_GIT_COMMIT", "unknown")
+
+
+def derived(model, run: Run, budget: Budget, data) -> tuple[results.Summary, dict]:
+    """The summary numbers and the small arrays (:data:`lvae_lib.results.ARRAYS`) the figures need,
+    from a trained model."""
+    x_test = data.x_test
+    x_train = data.x_train[:10_000]
+    x_train = fixed_binarization(x_train) if data.binarize else x_train
+    n_an = budget.analysis_images
+    # in this order, as records have always drawn their samples (a record is deterministic for its seed)
+    train_l1 = iw_bound(model, x_train, k=1, batch_size=1000, progress=False)
+    test_l1 = iw_bound(model, x_test, k=1, batch_size=1000, progress=False)
+    test_lk = iw_bound(model, x_test, k=budget.eval_k, batch_size=100, progress=False)
+    summary = results.Summary(train_L1=float(train_l1.mean()), test_L1=float(test_l1.mean()),
+                              test_LK=float(test_lk.mean()), K=budget.eval_k,
+                              active_units=analysis.active_units(model, x_test[:n_an]),
+                              layer_kl=[float(v) for v in analysis.layer_kl(model, x_test)])
+    # per test image, in test-set order: two models' estimates on the same images give a paired difference
+    arrays = {"test_L1_per_image": test_l1.numpy().astype(np.float32),
+              "test_LK_per_image": test_lk.numpy().astype(np.float32)}
+    arrays.update({f"unit_kl_l{i + 1}": u for i, u in enumerate(analysis.unit_kl(model, x_test))})
+    for i, z in enumerate(analysis.latent_samples(model, x_test[:n_an])):
+        arrays[f"pca_l{i + 1}"] = analysis.pca_2d(z).astype(np.float16)
+    if data.y_test is not None:
+        arrays["pca_labels"] = data.y_test[:n_an].cpu().numpy().astype(np.int16)
+    if run.layers == 5:
+        torch.manual_seed(0)
+        to_u8 = lambda a: (np.clip(a, 0, 1) * 255).round().astype(np.uint8)  # noqa: E731
+        arrays["samples"] = to_u8(analysis.prior_samples(model, 64))
+        arrays["data"] = to_u8(data.x_test[:32].cpu().numpy())
+        arrays["reconstructions"] = to_u8(analysis.reconstructions(model, x_test[:32]))
+    # last, so that every number above draws the samples it always drew
+    arrays["layer_kl_per_image"] = analysis.layer_kl_per_image(model, x_test).astype(np.float32)
+    return summary, arrays
+
+
+def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_dir=DEFAULT_WORK, device="cpu",
+            progress=True, data_root=None) -> results.Record:
+    """Train and evaluate ``run`` unless its record is complete; returns the record."""
+    b = get_budget(budget) if isinstance(budget, str) else budget
+    store = results.Store(results_dir, b.name)
+    key = run.key(b)
+    if store.complete(run, key):
+        return store.load(run, key)
+    t0 = time.perf_counter()
+    commit = git_commit()  # before training: the code that runs, not the HEAD of hours later
+    data = train_data(run.dataset, data_root)
+    mcfg, tc = run.configs(b)
+    work = Path(work_dir) / b.name
+    model, state = train(mcfg, tc, data, work / run.base().key(b), device=device, progress=progress)
+    history = state["history"]
+    if run.finetune:
+        ft = run.finetune_config(b)
+        model, st2 = train(mcfg, ft, data, work / key, device=device, progress=progress,
+                           init_from=work / run.base().key(b) / "checkpoint.pt")  # starts from the base model
+        history = history + [{**r, "epoch": r["epoch"] + tc.epochs, "phase": "finetune"} for r in st2["history"]]
+    sub = data.subset(tc.train_subset, tc.test_subset).to(device)
+    model.eval()
+    summary, arrays = derived(model, run, b, sub)
+    for ep, units in state["kl_snapshots"].items():
+        for i, u in enumerate(units):
+            arrays[results.kl_snapshot_name(ep, i + 1)] = np.asarray(u, np.float32)
+    record = results.Record(
+        run=results.RunInfo(dataset=run.dataset, dataset_name=DATASETS[run.dataset].display_name,
+                            variant=run.variant, layers=run.layers, finetune=run.finetune, seed=run.seed,
+                            label=run.label),
+        budget=b.name, key=key, model_cfg=to_dict(mcfg), train_cfg=to_dict(tc),
+        finetune_cfg=to_dict(run.finetune_config(b)) if run.finetune else None,
+        summary=summary,
+        provenance=results.Provenance(
+            wall_seconds=round(time.perf_counter() - t0, 1), train_seconds=round(sum(r["seconds"] for r in history), 1),
+            device=device_label(device), torch=torch.__version__, git_commit=commit, threads=torch.get_num_threads(),
+            date=time.strftime("%Y-%m-%d"),
+            epochs_by_device=dict(Counter(r.get("device", "unrecorded") for r in history))))
+    store.write(run, key, record, history, arrays)
+    return store.load(run, key)
