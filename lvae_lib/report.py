@@ -10,7 +10,7 @@ import pandas as pd
 from . import evidence as ev
 from .config import bottom_up
 from . import paper
-from .results import Store
+from .results import Store, kl_snapshots
 
 
 def _store(df, row):
@@ -64,13 +64,8 @@ def snapshots(df, layers=5) -> dict:
     """variant -> {epoch: [per-unit KL per layer]} (Fig. 4)."""
     out = {}
     for r in df[(df["layers"] == layers) & (df["finetune"] == "")].drop_duplicates("variant").itertuples():
-        a = _store(df, r).arrays(r.run_obj, r.key)  # the first row of a variant: the notebook's seed
-        snaps = {}
-        for k, v in a.items():
-            if k.startswith("kl_snapshot_e"):
-                e, layer = k[len("kl_snapshot_e"):].split("_l")
-                snaps.setdefault(int(e), {})[int(layer)] = v
-        out[r.variant] = {e: [s[i] for i in sorted(s)] for e, s in sorted(snaps.items())}
+        # the first row of a variant: the notebook's seed
+        out[r.variant] = kl_snapshots(_store(df, r).arrays(r.run_obj, r.key))
     return out
 
 
