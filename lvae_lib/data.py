@@ -428,17 +428,16 @@ class TrainData:
     x_test: torch.Tensor
     binarize: bool = True
     y_test: torch.Tensor | None = None
-    name: str = "synthetic"
 
     def to(self, device) -> "TrainData":
         return TrainData(self.x_train.to(device), self.x_test.to(device), self.binarize,
-                         None if self.y_test is None else self.y_test.to(device), self.name)
+                         None if self.y_test is None else self.y_test.to(device))
 
     def subset(self, n_train: int = 0, n_test: int = 0) -> "TrainData":
         """The first ``n_train`` training and ``n_test`` test images (0: all), as views."""
         cut = lambda t, n: None if t is None else t[: n or None]  # noqa: E731
         return TrainData(cut(self.x_train, n_train), cut(self.x_test, n_test), self.binarize,
-                         cut(self.y_test, n_test), self.name)
+                         cut(self.y_test, n_test))
 
 
 def train_data(name: str, root=None):
@@ -448,4 +447,4 @@ def train_data(name: str, root=None):
     x_tr, _ = _split(a, name, "train")
     x_te, y_te = _split(a, name, "test")
     binary = DATASETS[name].binary
-    return TrainData(x_tr, fixed_binarization(x_te) if binary else x_te, binary, y_te, name)
+    return TrainData(x_tr, fixed_binarization(x_te) if binary else x_te, binary, y_te)

@@ -6,9 +6,8 @@ A **budget** fixes the protocol in one place:
 * ``smoke``: seconds. 1,000 training and 500 test images, 2 epochs, K = 10. Proves the code path.
 * ``cpu``: what a 2-core machine does in hours. Full data, MNIST 200 epochs (OMNIGLOT 150), warm-up
   20 epochs (10% of training, the paper's ratio), test L_1000; fine-tuning 20 epochs with lr x 0.75
-  every 2 (the paper's ten decays). Fine-tuning with 10 MC x 10 IW samples costs 100 samples per image:
-  measured 1.0 s per batch of 256 on 2 threads (1.9 s on one), so the longest run (Table 1, IW = 10)
-  takes about 1.3 h on 2 cores, 2.4 h as one of two one-thread jobs.
+  every 2 (the paper's ten decays). Fine-tuning with 10 MC x 10 IW samples costs 100 samples per image,
+  so Table 1's IW = 10 run is the longest (each record's ``provenance`` has its measured seconds).
 * ``paper``: the paper's protocol. MNIST and NORB 2000 epochs, OMNIGLOT 1500 (each dataset's
   ``paper_epochs`` in :data:`lvae_lib.config.DATASETS`), warm-up 200, test L_5000; fine-tuning 2000 more
   epochs with lr x 0.75 every 200 and 10 MC / 10 IW samples.
