@@ -1,8 +1,8 @@
 """The results store: one folder per run under ``results/<budget>/<dataset>/<label>-<key>/``.
 
 Each record holds ``record.json`` (configs, summary, provenance: a :class:`Record`, read by :func:`read`),
-``metrics.csv`` (per epoch) and ``arrays.npz`` (per-unit KL, PCA projections, image grids: :data:`ARRAYS`).  A record is written into a
-temporary folder and renamed into place, with ``record.json`` the marker of completeness,
+``metrics.csv`` (per epoch) and ``arrays.npz`` (per-unit KL, PCA projections, image grids: :data:`ARRAYS`).
+A record is written into a temporary folder and renamed into place, with ``record.json`` the marker of completeness,
 so a half-written record is never read as complete. ``record.json`` carries the checksums of its own
 content and of the other files (:func:`seal`); a record that changed after it was written, or that lies
 in another run's folder, is named and never used (:func:`check`).
