@@ -51,12 +51,12 @@ class Budget:
 
 
 BUDGETS = {
-    "smoke": Budget("smoke", 0.0, 2, 0.5, eval_k=10,
+    "smoke": Budget("smoke", epoch_fraction=0.0, fixed_epochs=2, warmup_fraction=0.5, eval_k=10,
                     train_subset=1000, test_subset=500, eval_every=1, finetune_epochs=2, finetune_decay_every=1,
                     kl_snapshots=(0.5, 1.0), analysis_images=500),
-    "cpu": Budget("cpu", 0.1, 0, 0.1, eval_k=1000,
+    "cpu": Budget("cpu", epoch_fraction=0.1, fixed_epochs=0, warmup_fraction=0.1, eval_k=1000,
                   eval_every=10, finetune_epochs=20, finetune_decay_every=2, kl_snapshots=(0.05, 0.1, 0.25, 0.5, 1.0)),
-    "paper": Budget("paper", 1.0, 0, 0.1, eval_k=5000,
+    "paper": Budget("paper", epoch_fraction=1.0, fixed_epochs=0, warmup_fraction=0.1, eval_k=5000,
                     eval_every=20, finetune_epochs=2000, finetune_decay_every=200,
                     kl_snapshots=(0.05, 0.1, 0.25, 0.5, 1.0)),
 }
