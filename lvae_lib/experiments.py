@@ -134,7 +134,7 @@ FIGURES: dict[str, list[Run]] = {
     "fig6": FIVE,
     "fig7": grid("mnist", VARIANTS4 + ("LVAE+WU",)),
     "fig8": grid("omniglot28"),
-    "fig9_10": [Run("mnist", "LVAE+BN+WU", 5), Run("omniglot28", "LVAE+BN+WU", 5)],
+    "fig9_10": [Run(d, v, 5) for d in ("mnist", "omniglot28") for v in ("LVAE+BN+WU", "VAE+BN+WU")],
     "table1": [Run("mnist", "LVAE+BN+WU", 5), Run("mnist", "LVAE+BN+WU", 5, "ft"), Run("mnist", "LVAE+BN+WU", 5, "ft-iw10"),
                Run("mnist", "LVAE+BN+WU", 5, "ft-control")],
     "table2": grid("omniglot28") + grid("norb"),

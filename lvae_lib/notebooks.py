@@ -3,6 +3,7 @@
 * :func:`ensure` (train what a figure misses, then its records as a DataFrame), :func:`records` (every
   committed record of a figure, for the claims), :func:`collect` (the best budget of each run, for the
   report) and :func:`resolve_budget` (the budget a notebook shows).
+* :func:`show`: hand a figure and the line naming its budget to the book's numbered caption.
 * :func:`execute_notebook`: papermill in place, volatile metadata stripped, the jupytext pair synced.
 """
 from __future__ import annotations
@@ -89,6 +90,17 @@ def _sync(path: Path) -> None:
     jupytext_cli(["--quiet", "--sync", str(path)])  # uses jupytext.toml's pairing and filters
 
 
+def show(key: str, fig, caption: str) -> None:
+    """Give ``fig`` and ``caption`` (the plain-text line naming its budget, :func:`lvae_lib.plots.caption`)
+    to the book under ``key`` and ``key_caption``: the markdown cell below pastes them as a figure with its
+    caption (``{glue:figure}``). Jupyter draws the figure as usual; the book drops that copy (the cell's
+    ``remove-output`` tag)."""
+    from myst_nb import glue
+
+    glue(key, fig, display=False)
+    glue(f"{key}_caption", caption, display=False)
+
+
 # ----------------------------------------------------------------------------- the store's queries
 def resolve_budget(target: str, budget: str = "default", results_dir=None, seed: int = 0) -> str:
     """The budget name a notebook uses for ``target``.
@@ -158,11 +170,11 @@ def records(target: str = "all", results_dir=None, budgets=tuple(BUDGETS), seeds
     return df
 
 
-def collect(target: str = "all", budgets=("paper", "cpu", "smoke"), results_dir=None, seed: int = 0):
-    """The complete records of ``target`` without training anything: for every run, the record of the
-    first budget in ``budgets`` that has one (the book shows ``paper`` records where they exist)."""
+def collect(target: str = "all", budgets=("paper", "cpu", "smoke"), results_dir=None, seeds=SEEDS):
+    """The complete records of ``target`` without training anything: for every run and seed, the record
+    of the first budget in ``budgets`` that has one (the book shows ``paper`` records where they exist)."""
     results_dir = results_dir or DEFAULT_RESULTS
-    todo = [replace(r, seed=seed) for r in runs_for(target)]
+    todo = [replace(r, seed=s) for s in seeds for r in runs_for(target)]
     frames = []
     for name in budgets:
         b = get_budget(name)

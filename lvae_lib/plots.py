@@ -7,6 +7,7 @@ import pandas as pd
 
 from .distributions import precision_weighted_merge
 
+from . import paper
 from .config import VARIANTS as _TABLE
 
 VARIANTS = tuple(_TABLE)  # in the table's order: the order of every legend
@@ -14,10 +15,18 @@ COLORS = {n: v.color for n, v in _TABLE.items()}
 MARKERS = {n: v.marker for n, v in _TABLE.items()}
 
 
+# The book's text column is 768 px wide at 1400 px (sphinx-book-theme): a figure of at most WIDTH inches at
+# DPI is shown unscaled, so FONT_PT is what the reader sees: 12 pt = 16.7 px, the body text's 16 px or more.
+WIDTH, DPI, FONT_PT = 7.6, 100, 12
+
+
 def style():
-    """A clean, paper-like matplotlib style; tables show every character of a cell (pandas cuts at 50)."""
-    plt.rcParams.update({"figure.dpi": 100, "axes.spines.top": False, "axes.spines.right": False,
-                         "axes.grid": True, "grid.alpha": 0.3, "font.size": 10, "legend.frameon": False})
+    """A clean, paper-like matplotlib style sized for the book's column (every text at ``FONT_PT``);
+    tables show every character of a cell (pandas cuts at 50)."""
+    plt.rcParams.update({"figure.dpi": DPI, "axes.spines.top": False, "axes.spines.right": False,
+                         "axes.grid": True, "grid.alpha": 0.3, "font.size": FONT_PT, "axes.titlesize": FONT_PT,
+                         "axes.labelsize": FONT_PT, "xtick.labelsize": FONT_PT, "ytick.labelsize": FONT_PT,
+                         "legend.fontsize": FONT_PT, "legend.title_fontsize": FONT_PT, "legend.frameon": False})
     pd.set_option("display.max_colwidth", None)
 
 
@@ -33,17 +42,17 @@ def plot_merge(ratios=(0.25, 1.0, 4.0), mu_p=0.0, var_p=1.0, mu_hat=2.0):
     def pdf(m, v):
         return np.exp(-0.5 * (z - m) ** 2 / v) / np.sqrt(2 * np.pi * v)
 
-    fig, axes = plt.subplots(1, len(ratios), figsize=(3.3 * len(ratios), 2.8), sharey=True)
+    fig, axes = plt.subplots(1, len(ratios), figsize=(WIDTH, 3.4), sharey=True)
     for ax, r in zip(np.atleast_1d(axes), ratios):
         var_hat = var_p / r
         mq, vq = (t.item() for t in precision_weighted_merge(*(torch.tensor(v) for v in (mu_hat, var_hat, mu_p, var_p))))
         ax.plot(z, pdf(mu_p, var_p), color="#1f77b4", label=r"prior $p(z_i|z_{i+1})$")
         ax.plot(z, pdf(mu_hat, var_hat), color="#2ca02c", ls="--", label=r"bottom-up $\mathcal{N}(\hat\mu, \hat\sigma^2)$")
         ax.plot(z, pdf(mq, vq), color="#d62728", lw=2, label=r"posterior $q(z_i|\cdot)$")
-        ax.set_title(rf"$\sigma_p^2/\hat\sigma^2 = {r:g}$: $\mu_q={mq:.2f}$, $\sigma_q^2={vq:.2f}$", fontsize=9)
+        ax.set_title(rf"$\sigma_p^2/\hat\sigma^2 = {r:g}$: $\mu_q={mq:.2f}$, $\sigma_q^2={vq:.2f}$")
         ax.set_xlabel("$z_i$")
     np.atleast_1d(axes)[0].set_ylabel("density")
-    np.atleast_1d(axes)[0].legend(loc="upper left", fontsize=8)
+    np.atleast_1d(axes)[0].legend(loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -54,29 +63,47 @@ METRIC_TITLES = {"train_L1": r"a) $\mathcal{L}^{train}_1$", "test_L1": r"b) $\ma
 
 
 def caption(df, extra: str = "", also=None) -> str:
-    """A caption-like line: which budget and data the plotted numbers come from (and, with ``also``,
-    which models are drawn as stars from another budget)."""
+    """The plain-text line of a figure's caption that says which budget and data its numbers come from
+    (and, with ``also``, which models are drawn as stars from another budget)."""
     budgets = ", ".join(sorted(df["budget"].unique())) if len(df) else "none"
     datasets = ", ".join(sorted(df["dataset_name"].unique())) if len(df) else "none"
     more = ""
     if also is not None and len(also) and len(o := also[~also["budget"].isin(set(df["budget"]))]):
-        more = " Stars: " + "; ".join(f"budget `{b}`: {', '.join(sorted(g['label'].unique()))}"
+        more = " Stars: " + "; ".join(f"budget {b}: {', '.join(sorted(g['label'].unique()))}"
                                       for b, g in o.groupby("budget")) + "."
-    return f"Ours: budget `{budgets}`, data {datasets}.{more} {extra}".strip()
+    return f"Ours: budget {budgets}, data {datasets}.{more} {extra}".strip()
 
 
 def _nothing():
     """The figure of a target with no records (its data could not be found): a line saying so."""
-    fig, ax = plt.subplots(figsize=(6, 1.2))
+    fig, ax = plt.subplots(figsize=(WIDTH, 1.2))
     ax.axis("off")
     ax.text(0.5, 0.5, "no records to plot (see the message above)", ha="center", va="center")
     return fig
 
 
+def paper_points(dataset: str) -> dict:
+    """metric -> [(variant, layers, value)]: the numbers the paper prints that a panel of Figs. 3, 7, 8
+    can show (MNIST: its text on Fig. 3; OMNIGLOT: Table 2, all at L_5000)."""
+    if dataset == "mnist":
+        out = {}
+        for p in paper.MNIST_TEXT:
+            if p["layers"] is not None:
+                v = "VAE+BN+WU" if p["variant"].startswith("best VAE") else p["variant"]  # the paper's best VAE
+                out.setdefault("test_L1" if p["metric"] == "test L_1" else "test_LK", []).append((v, p["layers"], p["value"]))
+        return out
+    table = {"omniglot28": "OMNIGLOT", "omniglot": "OMNIGLOT", "norb": "NORB"}.get(dataset)
+    if table is None:
+        return {}
+    return {"test_LK": [(v, L, x) for v, per_layer in paper.TABLE2[table].items()
+                        for L, x in enumerate(per_layer, start=1) if x is not None]}
+
+
 def layers_figure(df, variants=None, also=None):
     """Figs. 3, 7, 8: train L_1, test L_1 and test L_K against the number of stochastic layers; where a
     model has several seeds, its mean with an error bar of +-1 sd over the seeds. ``also``: records of
-    a larger budget for some of these models (the paper budget's), drawn over the lines as stars."""
+    a larger budget for some of these models (the paper budget's), drawn over the lines as stars. The
+    paper's printed values for these panels (:func:`paper_points`) are drawn as open circles."""
     from .report import seed_mean
 
     variants = variants or [v for v in VARIANTS if v in set(df["variant"])]
@@ -87,25 +114,33 @@ def layers_figure(df, variants=None, also=None):
     if also is not None and len(also):
         extra = seed_mean(also[~also["budget"].isin(set(df["budget"]))])
         extra = extra if len(extra) else None
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 4.6))
     k = int(df["K"].iloc[0]) if len(df) else 0
+    points = paper_points(df["dataset"].iloc[0])
     for ax, metric in zip(axes, ("train_L1", "test_L1", "test_LK")):
         for v in variants:
             d = df[(df["variant"] == v) & (df["finetune"] == "")].sort_values("layers")
             ax.errorbar(d["layers"], d[metric], yerr=d[f"{metric}_sd"].fillna(0), marker=MARKERS[v], color=COLORS[v],
                         label=v, capsize=3)
+        for v, L, value in points.get(metric, []):
+            if v in variants:
+                ax.scatter([L], [value], s=70, facecolor="none", edgecolor=COLORS[v], lw=1.5, zorder=4,
+                           label="paper (open circles; c: L_5000)")
         if extra is not None:
             for v in variants:
                 e = extra[(extra["variant"] == v) & (extra["finetune"] == "")]
                 ax.scatter(e["layers"], e[metric], marker="*", s=140, color=COLORS[v], edgecolor="k", zorder=5,
                            label=f"{v}, budget {e['budget'].iloc[0]} (c: K = {int(e['K'].iloc[0])})" if len(e) else None)
         ax.set_title(METRIC_TITLES[metric].replace("{K}", "{%d}" % k))
-        ax.set_xlabel("Number of layers")
+        ax.set_xlabel("layers")
         ax.set_xticks(range(1, 6))
     axes[0].set_ylabel("log-likelihood bound (nats)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    by_label = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            by_label.setdefault(lab, h)
+    fig.legend(by_label.values(), by_label.keys(), loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.08 * (1 + (len(by_label) - 1) // 3), 1, 1))
     return fig
 
 
@@ -117,7 +152,7 @@ def training_curves(curves: dict):
     """
     if not curves:
         return _nothing()
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.4))
     means = {}
     for v, runs in curves.items():
         m = pd.concat(runs).groupby("epoch")[["train_elbo", "test_elbo"]].agg(["mean", "min", "max"]).reset_index()
@@ -133,7 +168,7 @@ def training_curves(curves: dict):
     lo = min(m[("train_elbo", "mean")].iloc[len(m) // 10:].min() for m in means.values())
     hi = max(m[("train_elbo", "mean")].max() for m in means.values())
     ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo))
-    ax.legend(fontsize=8, title="full: train, dashed: test", title_fontsize=8)
+    ax.legend(title="full: train, dashed: test")
     fig.tight_layout()
     return fig
 
@@ -147,7 +182,7 @@ def unit_kl_figure(snapshots: dict):
     n = len(snapshots)
     if not n:
         return _nothing()
-    fig, axes = plt.subplots(n, 1, figsize=(10, 1.2 + 1.3 * n), squeeze=False, gridspec_kw={"hspace": 0.6})
+    fig, axes = plt.subplots(n, 1, figsize=(WIDTH, 1.6 + 1.8 * n), squeeze=False, gridspec_kw={"hspace": 0.6})
     for ax, (v, snaps) in zip(axes[:, 0], snapshots.items()):
         epochs = sorted(snaps)
         final = snaps[epochs[-1]]
@@ -159,9 +194,9 @@ def unit_kl_figure(snapshots: dict):
         edges = np.cumsum([len(u) for u in final])[:-1]
         for e in edges:
             ax.axvline(e - 0.5, color="#d62728", lw=0.8)
-        ax.set_yticks(range(len(epochs)), [str(e) for e in epochs], fontsize=7)
-        ax.set_ylabel("epoch", fontsize=8)
-        ax.set_title(v, fontsize=9, loc="left")
+        ax.set_yticks(range(len(epochs)), [str(e) for e in epochs])
+        ax.set_ylabel("epoch")
+        ax.set_title(v, loc="left")
         ax.set_xticks([])
         ax.grid(False)
     axes[-1, 0].set_xlabel("latent units, layer 1 (left) to layer 5 (right), sorted by final KL")
@@ -174,7 +209,7 @@ def layer_kl_figure(df):
     has several seeds, the mean bar with an error bar of +-1 sd over the seeds."""
     if not len(df):
         return _nothing()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.0))
     variants = [v for v in VARIANTS if v in set(df["variant"])]
     w = 0.8 / max(1, len(variants))
     for j, v in enumerate(variants):
@@ -184,17 +219,19 @@ def layer_kl_figure(df):
                capsize=2, color=COLORS[v], label=v + (f" ({len(kls)} seeds)" if len(kls) > 1 else ""))
     ax.set_xticks(range(1, 6), [f"i={i}" for i in range(1, 6)])
     ax.set_ylabel(r"KL$[q_i|p_i]$ (nats)")
-    ax.legend(fontsize=8)
+    ax.legend()
     fig.tight_layout()
     return fig
 
 
 def pca_figure(projections: dict, labels):
-    """Fig. 6: 2-D PCA of z_i ~ q(z_i|.) for every layer (columns) and variant (rows), coloured by class."""
+    """Fig. 6: 2-D PCA of z_i ~ q(z_i|.) for every layer (columns) and variant (rows), coloured by class,
+    with the colour legend of the digits."""
     n = len(projections)
     if not n:
         return _nothing()
-    fig, axes = plt.subplots(n, 5, figsize=(11, 2.2 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 5, figsize=(WIDTH, 1.7 * n + 0.9), squeeze=False)
+    cmap = plt.get_cmap("tab10")
     for r, (v, layers) in enumerate(projections.items()):
         for c in range(5):
             ax = axes[r, c]
@@ -203,27 +240,67 @@ def pca_figure(projections: dict, labels):
             ax.grid(False)
             if c < len(layers):
                 p = np.asarray(layers[c], np.float32)
-                ax.scatter(p[:, 0], p[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6, rasterized=True)
+                ax.scatter(p[:, 0], p[:, 1], c=labels, cmap=cmap, vmin=-0.5, vmax=9.5, s=2, alpha=0.6, rasterized=True)
             if r == 0:
-                ax.set_title(f"layer {c + 1}", fontsize=9)
+                ax.set_title(f"layer {c + 1}")
             if c == 0:
-                ax.set_ylabel(v, fontsize=9)
-    fig.tight_layout()
+                ax.set_ylabel(v.replace("+", "+\n", 1) if len(v) > 8 else v)
+    handles = [plt.Line2D([], [], ls="", marker="o", color=cmap(d)) for d in range(10)]
+    fig.legend(handles, [str(d) for d in range(10)], loc="lower center", ncol=10, title="digit", handletextpad=0.1,
+               columnspacing=0.8, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.9 / (1.7 * n + 0.9) + 0.04, 1, 1))
     return fig
 
 
-def image_grid(rows: dict, shape=(28, 28), ncol=16):
-    """Figs. 9-10: one panel per entry (e.g. data, reconstructions, samples), images in a grid."""
-    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 2.4))
-    for ax, (title, imgs) in zip(np.atleast_1d(axes), rows.items()):
-        imgs = np.asarray(imgs)[: (len(imgs) // ncol) * ncol or len(imgs)]
-        nrow = int(np.ceil(len(imgs) / ncol))
+def image_grid(panels: dict, shape=(28, 28), ncol=8, nrow=4):
+    """Figs. 9-10: one panel per entry (data, reconstructions, each model's samples), two panels to a
+    row so that a digit is about 45 px wide in the book; each panel shows ``nrow`` x ``ncol`` images."""
+    rows = int(np.ceil(len(panels) / 2))
+    fig, axes = plt.subplots(rows, 2, figsize=(WIDTH, 2.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, imgs) in zip(axes.flat, panels.items()):
+        imgs = np.asarray(imgs)[: ncol * nrow]
         canvas = np.ones((nrow * shape[0], ncol * shape[1]))
         for i, im in enumerate(imgs):
             rr, cc = divmod(i, ncol)
             canvas[rr * shape[0]:(rr + 1) * shape[0], cc * shape[1]:(cc + 1) * shape[1]] = im.reshape(shape) / 255.0
         ax.imshow(canvas, cmap="gray", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
+        ax.set_title(title)
     fig.tight_layout()
+    return fig
+
+
+BUDGET_COLORS = {"paper": "#d62728", "cpu": "#1f77b4", "smoke": "#7f7f7f"}
+
+
+def paper_vs_ours(table):
+    """The result at a glance: every number the paper prints that we have (rows of
+    :func:`lvae_lib.report.reproduction_table`), the paper's as an open circle and ours as a dot coloured
+    by its budget with +-1 sd over seeds; one panel per dataset, whose scales differ."""
+    t = table[table["ours"].notna()]
+    if not len(t):
+        return _nothing()
+    groups = list(t.groupby("dataset", sort=False))
+    heights = [len(g) for _, g in groups]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(WIDTH, 0.42 * sum(heights) + 1.2 * len(groups) + 0.6),
+                             squeeze=False, gridspec_kw={"height_ratios": heights})
+    for ax, (dataset, g) in zip(axes[:, 0], groups):
+        y = np.arange(len(g))[::-1]
+        sd = pd.to_numeric(g["our sd (seeds)"].str.split(" ").str[0], errors="coerce").fillna(0)
+        for b in BUDGET_COLORS:
+            m = (g["budget"] == b).values
+            if m.any():
+                ax.errorbar(g["ours"].astype(float)[m], y[m], xerr=sd[m], fmt="o", color=BUDGET_COLORS[b], capsize=3,
+                            label=f"ours, budget {b}")
+        ax.scatter(g["paper"].astype(float), y, s=60, facecolor="none", edgecolor="k", zorder=4, label="paper")
+        ax.set_yticks(y, [f"{r['model']}: {r['our metric'].replace('test ', '')}" for _, r in g.iterrows()])
+        ax.set_title(dataset, loc="left")
+        ax.set_xlabel("test log-likelihood (nats)")
+    by_label = {}
+    for ax in axes[:, 0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            by_label.setdefault(lab, h)
+    fig.legend(by_label.values(), by_label.keys(), loc="lower center", ncol=len(by_label), bbox_to_anchor=(0.5, 0))
+    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
     return fig

@@ -200,6 +200,18 @@ def reproduction_table(df) -> pd.DataFrame:
     return out
 
 
+def compact(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The reproduction table as the book prints it: the datasets of which we have no record at all
+    (NORB where it cannot be downloaded) left out and named instead, one ``ours`` cell with its spread,
+    and the dataset's label without the repetition of our stand-in's name."""
+    have = table.groupby("dataset")["ours"].transform(lambda o: o.notna().any())
+    missing = list(dict.fromkeys(d.split(" (")[0] for d in table.loc[~have, "dataset"]))
+    t = table[have].copy()
+    t["ours"] = [("" if pd.isna(o) else f"{o:.2f}") + (f" ± {sd}" if sd else "") for o, sd in zip(t["ours"], t["our sd (seeds)"])]
+    t["dataset"] = t["dataset"].str.split(" \\(").str[0]
+    return t.drop(columns=["our sd (seeds)"]), missing
+
+
 def _gap(r):
     return r["test_LK"] - r["test_L1"]
 

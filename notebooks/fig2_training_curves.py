@@ -5,7 +5,7 @@
 # variant, and batch norm and warm-up each help the VAE. The paper shows the 5-layer models on MNIST
 # over 2000 epochs (train: full lines, test: dashed), with no sign of over-fitting.
 
-# %% tags=["parameters", "hide-cell"]
+# %% tags=["parameters", "remove-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
@@ -14,14 +14,22 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records
+from lvae_lib.notebooks import ensure, records, show
 
 plots.style()
 df = ensure("fig2", budget, device, results_dir, progress=progress, seed=seed)
-print(plots.caption(df, "5-layer models; train L_1 is the running mean over each epoch (train mode, fresh binarization)."))
+caption = plots.caption(df, "5-layer models; train L_1 is the running mean over each epoch (train mode, fresh binarization).")
 
-# %%
+# %% tags=["remove-output"]
 fig = plots.training_curves(report.curves(df))
+show("fig2", fig, caption)
+
+# %% [markdown]
+# ```{glue:figure} fig2
+# :alt: Figure 2: L_1 during training, train and test, per variant
+#
+# **Figure 2.** Train (full) and test (dashed) $\mathcal{L}_1$ of the 5-layer MNIST models during training; with several seeds, their mean and a band from the lowest to the highest seed. The paper trains for 2000 epochs, so a shorter budget's curves end lower than the paper's. Test lies above train here because train $\mathcal{L}_1$ is the running mean over each epoch in training mode (batch statistics, a fresh binarisation, a model still improving during the epoch), test is measured in evaluation mode at the epoch's end. {glue:text}`fig2_caption`
+# ```
 
 # %% [markdown]
 # The final values (test $\mathcal{L}_1$ in evaluation mode, nats):

@@ -6,7 +6,7 @@
 # $\mathcal{L}^{test}_1 = -85.23$ with five layers against the best VAE's $-87.49$, and
 # $\mathcal{L}^{test}_{5000} = -82.12$ against $-82.74$: a better model *and* a tighter bound.
 
-# %% tags=["parameters", "hide-cell"]
+# %% tags=["parameters", "remove-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
@@ -15,15 +15,23 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records
+from lvae_lib.notebooks import ensure, records, show
 
 plots.style()
 df = ensure("fig3", budget, device, results_dir, progress=progress, seed=seed)
 paper_runs = records("fig3", results_dir or None, budgets=("paper",))  # drawn over the grid where they exist
-print(plots.caption(df, also=paper_runs))
+caption = plots.caption(df, also=paper_runs)
 
-# %%
+# %% tags=["remove-output"]
 fig = plots.layers_figure(df, also=paper_runs)
+show("fig3", fig, caption)
+
+# %% [markdown]
+# ```{glue:figure} fig3
+# :alt: Figure 3: train L_1, test L_1 and test L_K against the number of layers
+#
+# **Figure 3.** a) Train $\mathcal{L}_1$, b) test $\mathcal{L}_1$ and c) test $\mathcal{L}_K$ of each variant against the number of stochastic layers (MNIST); where a model has several seeds, the mean and ±1 sd. Open circles: the values the paper states in its text (c: its $\mathcal{L}_{5000}$; its 'best VAE' is drawn in VAE+BN+WU's colour). {glue:text}`fig3_caption`
+# ```
 
 # %% [markdown]
 # The numbers the paper states in its text, beside ours:

@@ -6,7 +6,7 @@
 # representation; batch norm helps the VAE use its higher layers; the LVAE activates the most units in
 # every layer. A unit with KL(q|p) near zero (white) carries no information: it is inactive.
 
-# %% tags=["parameters", "hide-cell"]
+# %% tags=["parameters", "remove-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
@@ -15,14 +15,22 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records
+from lvae_lib.notebooks import ensure, records, show
 
 plots.style()
 df = ensure("fig4", budget, device, results_dir, progress=progress, seed=seed)
-print(plots.caption(df, "5-layer models; KL per unit averaged over the test set."))
+caption = plots.caption(df, "5-layer models; KL per unit averaged over the test set.")
 
-# %%
+# %% tags=["remove-output"]
 fig = plots.unit_kl_figure(report.snapshots(df))
+show("fig4", fig, caption)
+
+# %% [markdown]
+# ```{glue:figure} fig4
+# :alt: Figure 4: KL of every latent unit at five epochs
+#
+# **Figure 4.** log KL$[q|p]$ of every latent unit of the 5-layer MNIST models (columns, layer 1 left to layer 5 right, sorted within a layer by their final KL) at five epochs (rows); white units are inactive. The paper shows the same layout over 2000 epochs. {glue:text}`fig4_caption`
+# ```
 
 # %% [markdown]
 # Active units per layer at the end of training (Burda et al.'s criterion, $\mathrm{Var}_x \mathbb{E}_q[u] > 0.01$):

@@ -5,7 +5,7 @@
 # the VAEs put it in the lowest layers and hardly use the highest, while the LVAE spreads it over
 # more layers.
 
-# %% tags=["parameters", "hide-cell"]
+# %% tags=["parameters", "remove-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
@@ -14,14 +14,22 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records
+from lvae_lib.notebooks import ensure, records, show
 
 plots.style()
 df = ensure("fig5", budget, device, results_dir, progress=progress, seed=seed)
-print(plots.caption(df, "5-layer models; mean KL[q_i|p_i] over the test set."))
+caption = plots.caption(df, "5-layer models; mean KL[q_i|p_i] over the test set.")
 
-# %%
+# %% tags=["remove-output"]
 fig = plots.layer_kl_figure(df)
+show("fig5", fig, caption)
+
+# %% [markdown]
+# ```{glue:figure} fig5
+# :alt: Figure 5: KL per layer, bars per variant
+#
+# **Figure 5.** KL$[q_i|p_i]$ of each layer $i$ of the 5-layer MNIST models, averaged over the test set; with several seeds, the mean and ±1 sd. The paper prints no values for this figure. {glue:text}`fig5_caption`
+# ```
 
 # %%
 df.set_index("variant")["layer_kl"].apply(lambda a: [round(v, 2) for v in a]).to_frame("KL per layer 1-5 (nats)")

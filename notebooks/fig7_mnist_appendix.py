@@ -4,7 +4,7 @@
 # **Paper's claim.** The LVAE trained without batch norm (LVAE+WU) performs very poorly: batch norm
 # matters for the LVAE as much as for the VAE.
 
-# %% tags=["parameters", "hide-cell"]
+# %% tags=["parameters", "remove-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0
@@ -13,14 +13,22 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records
+from lvae_lib.notebooks import ensure, records, show
 
 plots.style()
 df = ensure("fig7", budget, device, results_dir, progress=progress, seed=seed)
-print(plots.caption(df))
+caption = plots.caption(df)
 
-# %%
+# %% tags=["remove-output"]
 fig = plots.layers_figure(df)
+show("fig7", fig, caption)
+
+# %% [markdown]
+# ```{glue:figure} fig7
+# :alt: Figure 7: as Figure 3 with LVAE+WU
+#
+# **Figure 7.** As Figure 3, with the LVAE without batch norm (LVAE+WU). Open circles: the values the paper states in its text on Figure 3. {glue:text}`fig7_caption`
+# ```
 
 # %%
 report.layers_table(df, "test_L1")

@@ -31,7 +31,7 @@
 # `runs/` (not committed). Data are looked up in `$LVAE_DATA_DIR`, then `~/.cache/lvae`, and
 # otherwise downloaded and checksum-verified.
 
-# %% tags=["parameters", "hide-cell"]
+# %% tags=["parameters", "remove-cell"]
 results_dir = ""  # empty: the results folder of the repository
 
 # %% tags=["hide-input"]

@@ -10,15 +10,24 @@
 # The figure below is drawn by `lvae_lib.plots.plot_merge`, which calls the same
 # `lvae_lib.distributions.precision_weighted_merge` the model uses.
 
-# %% tags=["parameters", "hide-cell"]
+# %% tags=["parameters", "remove-cell"]
 ratios = [0.25, 1.0, 4.0]  # prior variance / bottom-up variance
 mu_hat = 2.0  # bottom-up mean (the prior is N(0, 1))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "remove-output"]
 from lvae_lib import plots
+from lvae_lib.notebooks import show
 
 plots.style()
 fig = plots.plot_merge(ratios, mu_hat=mu_hat)
+show("merge", fig, "")
+
+# %% [markdown]
+# ```{glue:figure} merge
+# :alt: Prior, bottom-up estimate and their merge for three precision ratios
+#
+# **The precision-weighted merge** of eqs. (17)–(18) in one dimension, for three ratios of prior to bottom-up precision.
+# ```
 
 # %% [markdown]
 # When the bottom-up estimate is vague (left), the posterior stays close to the prior; when it is

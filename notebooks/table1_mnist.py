@@ -5,7 +5,7 @@
 # 2000 more epochs with an annealed learning rate and 10 Monte Carlo samples gives $-81.84$, and with
 # 10 importance samples in training $-81.74$, comparable to the best published models of the time.
 
-# %% tags=["parameters", "hide-cell"]
+# %% tags=["parameters", "remove-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0

@@ -8,7 +8,7 @@
 # NORB needs the small-NORB download (about 263 MB, `lvae_lib.data`); where it is not available the
 # NORB rows show the paper's values only.
 
-# %% tags=["parameters", "hide-cell"]
+# %% tags=["parameters", "remove-cell"]
 budget = "default"  # smoke, cpu, paper or auto (default: auto, the largest budget committed for this figure)
 device = "cpu"  # cuda for the paper budget
 seed = 0

@@ -112,3 +112,66 @@ def test_every_page(site, browser):
     assert chapters
     missing = [c for c in chapters if not any(h and h.split("#")[0].endswith(c + ".html") for h in nav_links or [])]
     assert not missing, f"chapters missing from the navigation: {missing}"
+
+
+# what a reader sees, measured in the page (issue 20): one JS pass per page and width
+READER_JS = r"""() => {
+  const vw = window.innerWidth, art = document.querySelector('article') || document.body;
+  const body_px = parseFloat(getComputedStyle(art.querySelector('p') || art).fontSize);
+  const imgs = [...art.querySelectorAll('img')].filter(i => i.naturalWidth > 200).map(i => {
+    const f = i.closest('figure'), c = f && f.querySelector('figcaption');
+    return {src: i.src.split('/').pop(), nat: i.naturalWidth, shown: i.getBoundingClientRect().width,
+            caption: c ? c.innerText : null};
+  });
+  const pre_overflow = [...art.querySelectorAll('pre')].filter(p => p.offsetParent && p.scrollWidth > p.clientWidth + 1)
+    .map(p => p.innerText.slice(0, 60));
+  const params = [...document.querySelectorAll('.tag_parameters')].filter(e => e.offsetParent !== null).length;
+  const cut = [...art.querySelectorAll('td, th')].map(c => c.innerText.trim()).filter(t => /(…|\.\.\.)$/.test(t));
+  const cites = [...art.querySelectorAll('a[href*="references.html#"]')].map(a => a.getAttribute('href').split('#')[1]);
+  return {body_px, imgs, pre_overflow, params, cut, cites, page_overflow: document.documentElement.scrollWidth - vw,
+          text: art.innerText};
+}"""
+
+
+def test_what_a_reader_sees(site, browser):
+    """Figures with captions naming their budget, shown at the size they were drawn (so their 12 pt text
+    is at least the body text's size); no parameter cell, no code running off the column at 1400 px, no
+    page wider than a 420 px phone, no table cell cut short with an ellipsis, every citation resolved."""
+    from lvae_lib import plots
+
+    failures, cited = [], set()
+    for width in (1400, 420):
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        for rel in _pages():
+            page.goto(urljoin(site, rel), wait_until="networkidle")
+            m = page.evaluate(READER_JS)
+            if m["page_overflow"] > 1:
+                failures.append(f"{rel} at {width} px: the page scrolls sideways by {m['page_overflow']} px")
+            if m["params"]:
+                failures.append(f"{rel}: a parameter cell is visible")
+            failures += [f"{rel}: table cell cut short: {t!r}" for t in m["cut"]]
+            if width != 1400:
+                continue
+            cited |= set(m["cites"])
+            failures += [f"{rel}: code runs off the column: {t!r}" for t in m["pre_overflow"]]
+            for im in m["imgs"]:
+                text_px = plots.FONT_PT * plots.DPI / 72 * im["shown"] / im["nat"]
+                if text_px < m["body_px"] - 0.01:
+                    failures.append(f"{rel}: {im['src']} is shrunk to {im['shown']:.0f} of {im['nat']} px: its text "
+                                    f"is {text_px:.1f} px against the body's {m['body_px']:.1f} px")
+                if rel in ("intro.html", "index.html"):  # the report's figure pasted on the first page; its caption is the text
+                    if "budget" not in m["text"]:
+                        failures.append("intro.html: the pasted result figure has no line naming its budget")
+                elif im["caption"] is None:
+                    failures.append(f"{rel}: {im['src']} has no caption")
+                elif rel != "notebooks/ladder_merge.html" and "budget" not in im["caption"]:
+                    failures.append(f"{rel}: the caption of {im['src']} names no budget: {im['caption'][:80]!r}")
+        page.close()
+    # every citation points at an entry of the bibliography
+    page = browser.new_page()
+    page.goto(urljoin(site, "references.html"), wait_until="networkidle")
+    ids = set(page.evaluate("[...document.querySelectorAll('[id]')].map(e => e.id)"))
+    page.close()
+    assert cited, "no page cites anything"
+    failures += [f"citation #{c} has no entry in references.html" for c in sorted(cited - ids)]
+    assert not failures, "\n".join(failures)
