@@ -92,11 +92,25 @@ def paper_points(dataset: str) -> dict:
                 v = "VAE+BN+WU" if p["variant"].startswith("best VAE") else p["variant"]  # the paper's best VAE
                 out.setdefault("test_L1" if p["metric"] == "test L_1" else "test_LK", []).append((v, p["layers"], p["value"]))
         return out
-    table = {"omniglot28": "OMNIGLOT", "omniglot": "OMNIGLOT", "norb": "NORB"}.get(dataset)
+    from .report import TABLE2_DATA
+
+    table = {ours: name for name, ours in TABLE2_DATA.items()}.get(dataset)  # the Table 2 column ours fills
     if table is None:
         return {}
     return {"test_LK": [(v, L, x) for v, per_layer in paper.TABLE2[table].items()
                         for L, x in enumerate(per_layer, start=1) if x is not None]}
+
+
+def _figure_legend(fig, axes, ncol=None) -> int:
+    """One legend below the panels with each label of ``axes`` once (``ncol``: default one row); returns
+    the number of entries."""
+    by_label = {}
+    for ax in np.ravel(axes):
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            by_label.setdefault(lab, h)
+    fig.legend(by_label.values(), by_label.keys(), loc="lower center", ncol=ncol or len(by_label),
+               bbox_to_anchor=(0.5, 0.0))
+    return len(by_label)
 
 
 def layers_figure(df, variants=None, also=None):
@@ -135,12 +149,8 @@ def layers_figure(df, variants=None, also=None):
         ax.set_xlabel("layers")
         ax.set_xticks(range(1, 6))
     axes[0].set_ylabel("log-likelihood bound (nats)")
-    by_label = {}
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            by_label.setdefault(lab, h)
-    fig.legend(by_label.values(), by_label.keys(), loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0))
-    fig.tight_layout(rect=(0, 0.08 * (1 + (len(by_label) - 1) // 3), 1, 1))
+    n = _figure_legend(fig, axes, ncol=3)
+    fig.tight_layout(rect=(0, 0.08 * (1 + (n - 1) // 3), 1, 1))
     return fig
 
 
@@ -297,10 +307,6 @@ def paper_vs_ours(table):
         ax.set_yticks(y, [f"{r['model']}: {r['our metric'].replace('test ', '')}" for _, r in g.iterrows()])
         ax.set_title(dataset, loc="left")
         ax.set_xlabel("test log-likelihood (nats)")
-    by_label = {}
-    for ax in axes[:, 0]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            by_label.setdefault(lab, h)
-    fig.legend(by_label.values(), by_label.keys(), loc="lower center", ncol=len(by_label), bbox_to_anchor=(0.5, 0))
+    _figure_legend(fig, axes[:, 0])
     fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
     return fig
