@@ -1,8 +1,9 @@
-"""What the latent layers learned: active units, KL per unit and per layer, PCA (Figs. 4-6)."""
+"""What the latent layers learned: active units, KL per unit and per layer, PCA and its class separation (Figs. 4-6)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from .model import LadderVAE, mode
 
@@ -77,6 +78,31 @@ def pca_2d(z: np.ndarray) -> np.ndarray:
     if proj.shape[1] < 2:
         proj = np.concatenate([proj, np.zeros((len(proj), 2 - proj.shape[1]))], 1)
     return proj.astype(np.float32)
+
+
+KNN_K = 10  # neighbours of the class-separation measure of Fig. 6
+
+
+def knn_correct(points: np.ndarray, labels: np.ndarray, k: int = KNN_K) -> np.ndarray:
+    """Leave-one-out k-nearest-neighbour classification of ``points`` (one row per image, e.g. Fig. 6's
+    2-D PCA of a layer): True where the majority label of an image's ``k`` nearest other images is its
+    own (ties go to the smaller label). Its mean measures how well the layer separates the classes:
+    about 1/classes for a layer that carries no class information."""
+    points, labels = np.asarray(points, np.float64), np.asarray(labels)
+    if points.ndim != 2 or len(points) != len(labels):
+        raise ValueError(f"knn_correct needs points of shape (n, d) and n labels, got {points.shape} and {labels.shape}")
+    if not 1 <= k < len(points):
+        raise ValueError(f"knn_correct needs 1 <= k < n = {len(points)}, got k={k}")
+    n = len(points)
+    _, idx = cKDTree(points).query(points, k + 1)
+    # drop the image itself (with duplicate points it need not come first; where it is not among the
+    # k + 1 found, drop the farthest)
+    own = idx == np.arange(n)[:, None]
+    own[~own.any(1), -1] = True
+    neighbours = labels[idx[~own].reshape(n, k)]
+    classes = np.unique(labels)
+    votes = (neighbours[:, :, None] == classes[None, None, :]).sum(1)
+    return classes[votes.argmax(1)] == labels
 
 
 @torch.no_grad()

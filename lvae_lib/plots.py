@@ -214,24 +214,32 @@ def unit_kl_figure(snapshots: dict):
     return fig
 
 
-def layer_kl_figure(df):
-    """Fig. 5: KL[q_i|p_i] per layer i, bars grouped by layer, one colour per variant; where a variant
-    has several seeds, the mean bar with an error bar of +-1 sd over the seeds."""
+def layer_bars(df, column: str, ylabel: str, chance: float | None = None):
+    """Bars of a per-layer ``column`` (a list per record), grouped by layer, one colour per variant; where
+    a variant has several seeds, the mean bar with an error bar of +-1 sd over the seeds. ``chance``
+    draws a dashed line at that level."""
     if not len(df):
         return _nothing()
     fig, ax = plt.subplots(figsize=(WIDTH, 4.0))
     variants = [v for v in VARIANTS if v in set(df["variant"])]
     w = 0.8 / max(1, len(variants))
     for j, v in enumerate(variants):
-        kls = np.array([np.asarray(k, float) for k in df[(df["variant"] == v) & (df["finetune"] == "")]["layer_kl"]])
-        sd = kls.std(0, ddof=1) if len(kls) > 1 else None
-        ax.bar(np.arange(1, kls.shape[1] + 1) + (j - (len(variants) - 1) / 2) * w, kls.mean(0), w, yerr=sd,
-               capsize=2, color=COLORS[v], label=v + (f" ({len(kls)} seeds)" if len(kls) > 1 else ""))
+        vals = np.array([np.asarray(k, float) for k in df[(df["variant"] == v) & (df["finetune"] == "")][column]])
+        sd = vals.std(0, ddof=1) if len(vals) > 1 else None
+        ax.bar(np.arange(1, vals.shape[1] + 1) + (j - (len(variants) - 1) / 2) * w, vals.mean(0), w, yerr=sd,
+               capsize=2, color=COLORS[v], label=v + (f" ({len(vals)} seeds)" if len(vals) > 1 else ""))
+    if chance is not None:
+        ax.axhline(chance, color="0.3", ls="--", lw=1, label="chance")
     ax.set_xticks(range(1, 6), [f"i={i}" for i in range(1, 6)])
-    ax.set_ylabel(r"KL$[q_i|p_i]$ (nats)")
-    ax.legend()
+    ax.set_ylabel(ylabel)
+    ax.legend(ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.0))  # above the bars, never over them
     fig.tight_layout()
     return fig
+
+
+def layer_kl_figure(df):
+    """Fig. 5: KL[q_i|p_i] per layer i (:func:`layer_bars`)."""
+    return layer_bars(df, "layer_kl", r"KL$[q_i|p_i]$ (nats)")
 
 
 def pca_figure(projections: dict, labels):

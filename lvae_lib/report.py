@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import evidence as ev
+from . import analysis, evidence as ev
 from .config import bottom_up
 from . import paper
 from .results import Store, kl_snapshots
@@ -82,6 +82,14 @@ def projections(df, layers=5) -> tuple[dict, np.ndarray]:
         out[v] = [a[f"pca_l{i}"] for i in range(1, layers + 1)]
         labels = a.get("pca_labels")
     return out, labels
+
+
+def layer_knn(df, layers=5) -> pd.DataFrame:
+    """The ``layers``-layer models' rows (one per seed) with a ``knn`` column: per layer, the 10-NN
+    accuracy of the digit class in Fig. 6's PCA plane (:func:`lvae_lib.analysis.knn_correct`)."""
+    d = df[(df["layers"] == layers) & (df["finetune"] == "")].copy()
+    d["knn"] = [[_knn(r["path"], i).mean() for i in range(1, layers + 1)] for _, r in d.iterrows()]
+    return d
 
 
 def layers_table(df, metric="test_LK") -> pd.DataFrame:
@@ -227,6 +235,9 @@ METRICS = {
                  lambda a: a["layer_kl_per_image"][:, 2:].sum(1) if "layer_kl_per_image" in a else None),
     "active_total": (lambda r: float(sum(r["active_units"])), lambda a: None),
 }
+# k-NN accuracy in Fig. 6's PCA plane of layer i (analysis.knn_correct): how well the layer separates the classes
+METRICS.update({f"knn_l{i}": (lambda r, i=i: float(_knn(r["path"], i).mean()), lambda a, i=i: _knn_of(a, i))
+                for i in range(1, 6)})
 
 
 @functools.lru_cache(maxsize=256)
@@ -236,6 +247,18 @@ def _arrays_at(path: str) -> dict:
         return {}
     with np.load(f) as a:
         return dict(a)
+
+
+def _knn_of(arrays: dict, layer: int):
+    """Per test image, 1.0 where its layer-``layer`` PCA point is classified right by its neighbours."""
+    if f"pca_l{layer}" not in arrays:
+        return None
+    return analysis.knn_correct(arrays[f"pca_l{layer}"], arrays["pca_labels"]).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=256)
+def _knn(path: str, layer: int):
+    return _knn_of(_arrays_at(path), layer)
 
 
 def _model(df, dataset, variant, layers, finetune=""):
@@ -260,20 +283,24 @@ def _values(rows, metric) -> str:
     return fmt(v.mean(), v.std(ddof=1) if len(v) > 1 else float("nan"), len(v))
 
 
-def compare(a, b, metric: str, side: int = 1):
+def compare(a, b, metric: str, side: int = 1, metric_b: str | None = None):
     """The evidence on "model ``a`` - model ``b`` lies on ``side``" for ``metric``: ``(text, intervals,
     verdict)``. ``a`` and ``b`` are the rows (one per seed) of two models of one budget; the intervals
-    are those of :mod:`lvae_lib.evidence` that the records allow (per test image, over seeds)."""
-    value, per_image = METRICS[metric]
-    text = f"{_values(a, metric)} vs {_values(b, metric)}"
+    are those of :mod:`lvae_lib.evidence` that the records allow (per test image, over seeds).
+    ``metric_b`` (default ``metric``) is what is read from ``b``: one model's layer i+1 against its
+    layer i is ``compare(rows, rows, "knn_l2", metric_b="knn_l1")`` (its seed interval is then Welch's,
+    which ignores the pairing by seed and so errs on the wide side)."""
+    metric_b = metric_b or metric
+    (value, per_image), (value_b, per_image_b) = METRICS[metric], METRICS[metric_b]
+    text = f"{_values(a, metric)} vs {_values(b, metric_b)}"
     pa = {r["seed"]: per_image(_arrays_at(r["path"])) for _, r in a.iterrows() if "path" in r}
-    pb = {r["seed"]: per_image(_arrays_at(r["path"])) for _, r in b.iterrows() if "path" in r}
+    pb = {r["seed"]: per_image_b(_arrays_at(r["path"])) for _, r in b.iterrows() if "path" in r}
     common = sorted(s for s in set(pa) & set(pb) if pa[s] is not None and pb[s] is not None
                     and pa[s].shape == pb[s].shape)
     intervals = []
     if common:
         intervals.append(ev.paired(np.mean([pa[s] for s in common], 0), np.mean([pb[s] for s in common], 0)))
-    intervals.append(ev.over_seeds([value(r) for _, r in a.iterrows()], [value(r) for _, r in b.iterrows()]))
+    intervals.append(ev.over_seeds([value(r) for _, r in a.iterrows()], [value_b(r) for _, r in b.iterrows()]))
     intervals = [iv for iv in intervals if iv is not None]
     return text, intervals, ev.verdict(intervals, side)
 
@@ -321,6 +348,22 @@ def _steps(df, variant, metric, dataset="mnist", depths=range(2, 6)):
     return parts
 
 
+def _with_pca(df):
+    """The rows of ``df`` whose records store Fig. 6's PCA points (what the k-NN metrics read)."""
+    if "path" not in df:
+        return df.iloc[:0]
+    return df[np.array([isinstance(p, str) and "pca_labels" in _arrays_at(p) for p in df["path"]], bool)]
+
+
+def _layer_steps(df, variant, metric="knn_l", dataset="mnist", layers=5):
+    """Parts of "``variant``'s layers show more of ``metric`` the higher they sit": layer i+1 against
+    layer i of the same records, step by step."""
+    rows = _model(df, dataset, variant, layers)
+    if not len(rows):
+        return []
+    return [(f"z{i}→z{i + 1}", compare(rows, rows, f"{metric}{i + 1}", metric_b=f"{metric}{i}")) for i in range(1, layers)]
+
+
 def _active_every_layer(df, variant="LVAE+BN+WU", layers=5):
     """Active units are a count per record: the claim holds when every seed has some in every layer,
     does not hold when every seed has a layer without any."""
@@ -357,6 +400,10 @@ def _claim_list(df):
          [("", _pair(df, lv, "VAE+BN+WU", "active_total"))]),
         (("fig5",), "the LVAE puts more KL (information) into layers 3-5 than VAE+BN+WU",
          [("", _pair(df, lv, "VAE+BN+WU", "kl_upper"))]),
+        (("fig6",), "the LVAE's top layer separates the digit classes better than VAE+BN+WU's (10-NN accuracy "
+                    "in Fig. 6's PCA plane of z5, 5 layers)", [("", _pair(_with_pca(df), lv, "VAE+BN+WU", "knn_l5"))]),
+        (("fig6",), "the LVAE's layers cluster by class progressively more, bottom to top (10-NN accuracy in "
+                    "each layer's PCA plane)", _layer_steps(_with_pca(df), lv)),
         (("fig7",), "the LVAE without batch norm (LVAE+WU) is worse than LVAE+BN+WU at every depth (test L_K)",
          _per_depth(df, "test_LK", "LVAE+WU", lv, side=-1)),
         (("fig8", "table2"), "on OMNIGLOT the LVAE beats the best VAE of the same depth (test L_K)",

@@ -227,3 +227,59 @@ def test_headline_rows_take_the_paper_budget_where_it_exists(tmp_path):
     assert rep.loc[("Table 1", "LVAE, 5-layer"), "ours - paper"] == pytest.approx(-0.18)  # same K: a difference
     c = report.claims(df).set_index(["claim", "budget"])
     assert ("... and on test L_K, the estimate of log p(x)", "cpu") in c.index  # cpu keeps its own verdicts
+
+
+def with_pca(df, separation, n=2000, seed=0):
+    """Give each record of ``df`` Fig. 6's PCA points: per layer i, ten digit centres on a circle of radius
+    ``separation[variant][i]`` plus unit noise, so the classes separate more the larger the radius."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    centres = np.stack([np.cos(np.arange(10) * 2 * np.pi / 10), np.sin(np.arange(10) * 2 * np.pi / 10)], 1)
+    for _, r in df.iterrows():
+        f = Path(r["path"]) / "arrays.npz"
+        a = dict(np.load(f))
+        for i, radius in enumerate(separation[r["variant"]], 1):
+            a[f"pca_l{i}"] = (centres[labels] * radius + rng.normal(0, 1, (n, 2))).astype(np.float16)
+        np.savez(f, **a, pca_labels=labels.astype(np.int16))
+    return df
+
+
+def test_knn_leaves_the_image_out_and_finds_the_bayes_accuracy():
+    from scipy.stats import norm
+    from lvae_lib.analysis import knn_correct
+
+    # two images of different digits next to each other, far from the rest: each one's nearest other
+    # image is the other digit (counting itself it would be right)
+    pts = np.array([[0.0, 0.0], [0.1, 0.0], [50, 50], [50, 51], [51, 50]])
+    assert list(knn_correct(pts, np.array([0, 1, 2, 2, 2]), k=1)) == [False, False, True, True, True]
+    # identical points: the image itself is still the one dropped
+    assert knn_correct(np.zeros((6, 2)), np.array([0, 0, 0, 0, 0, 1]), k=5).sum() == 5
+    # two classes N(-1, 1), N(+1, 1) in 1-D: k-NN approaches the Bayes accuracy Phi(1) = 0.841 ...
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 20_000)
+    acc = knn_correct((2.0 * y - 1 + rng.normal(0, 1, len(y)))[:, None], y, k=25).mean()
+    assert abs(acc - norm.cdf(1.0)) < 0.02
+    # ... and labels that the points say nothing about are guessed at chance
+    assert abs(knn_correct(rng.normal(0, 1, (5000, 2)), rng.integers(0, 10, 5000)).mean() - 0.1) < 0.02
+    with pytest.raises(ValueError, match="k=3"):
+        knn_correct(pts[:3], np.array([0, 1, 2]), k=3)
+    with pytest.raises(ValueError, match="shape"):
+        knn_correct(pts, np.array([0, 1]))
+
+
+def test_fig6_claims_measure_class_separation_in_the_pca_plane(tmp_path):
+    top = "the LVAE's top layer separates the digit classes better than VAE+BN+WU's (10-NN accuracy in Fig. 6's PCA plane of z5, 5 layers)"
+    steps = "the LVAE's layers cluster by class progressively more, bottom to top (10-NN accuracy in each layer's PCA plane)"
+    five = [r for r in PAPERLIKE if r[2] == 5 and r[3] == "" and r[0] == "mnist"]
+    assert verdicts(table(five, tmp_path / "none"))[top] == "not run"  # records without PCA points
+    paperlike = {"VAE": [3, 2, 0, 0, 0], "VAE+BN": [3, 3, 1, 0, 0], "VAE+BN+WU": [3, 3, 2, 0.5, 0],
+                 "LVAE+BN+WU": [1, 2, 3, 4, 5]}
+    v = verdicts(with_pca(table(five, tmp_path / "a"), paperlike))
+    assert v[top] == "holds" and v[steps] == "holds"
+    flat = {**paperlike, "LVAE+BN+WU": [1, 2, 3, 4, 4]}  # z5 no better than z4: that step is a tie
+    assert verdicts(with_pca(table(five, tmp_path / "b"), flat))[steps] == "not resolved"
+    collapsed = {**paperlike, "LVAE+BN+WU": [1, 2, 3, 4, 0]}  # z5 carries no class: worse than z4, a tie with the VAE
+    v = verdicts(with_pca(table(five, tmp_path / "c"), collapsed))
+    assert v[steps] == "does not hold" and v[top] == "not resolved"
+    knn = report.layer_knn(with_pca(table(five, tmp_path / "d"), paperlike)).set_index("variant")["knn"]
+    assert knn["VAE"][4] == pytest.approx(0.1, abs=0.03) and knn["LVAE+BN+WU"][4] > 0.8
