@@ -57,6 +57,63 @@ def plot_merge(ratios=(0.25, 1.0, 4.0), mu_p=0.0, var_p=1.0, mu_hat=2.0):
     return fig
 
 
+def inference_models():
+    """The paper's Figure 1, drawn for two layers: the inference model (left of each panel) and the
+    generative model (right) of a) the VAE and b) the LVAE. Circles are stochastic variables, diamonds
+    deterministic ones; the LVAE's top-down step z2 -> z1 is one network, shared by both models."""
+    from matplotlib.patches import Circle, RegularPolygon
+
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.6))
+    stochastic, deterministic = "#fde0dd", "#deebf7"
+
+    def node(ax, xy, name, kind="z"):
+        p = (Circle(xy, 0.22, fc=stochastic, ec="k") if kind == "z"
+             else RegularPolygon(xy, 4, radius=0.28, fc=deterministic, ec="k"))
+        ax.add_patch(p)
+        ax.text(*xy, name, ha="center", va="center")
+        return p
+
+    def arrow(ax, a, b, **kw):
+        ax.annotate("", xy=b.center if hasattr(b, "center") else b.xy, xytext=a.center if hasattr(a, "center") else a.xy,
+                    arrowprops=dict(arrowstyle="-|>", color=kw.get("color", "k"), lw=1.3, patchA=a, patchB=b,
+                                    shrinkA=1, shrinkB=1, ls=kw.get("ls", "-")))
+
+    def generative(ax, x0):
+        z2, z1, x = node(ax, (x0, 2), "$z_2$"), node(ax, (x0, 1), "$z_1$"), node(ax, (x0, 0), "$x$")
+        arrow(ax, z2, z1)
+        arrow(ax, z1, x)
+        return z2, z1
+
+    a, b = axes
+    # a) VAE: bottom-up inference, then the generative model
+    x, z1, z2 = node(a, (0, 0), "$x$"), node(a, (0, 1), "$z_1$"), node(a, (0, 2), "$z_2$")
+    arrow(a, x, z1)
+    arrow(a, z1, z2)
+    generative(a, 1.3)
+    a.set_title("a) VAE")
+    # b) LVAE: deterministic upward pass, then a stochastic downward pass that shares the generative step
+    x, d1, d2 = node(b, (-0.45, 0), "$x$"), node(b, (-0.45, 1), "$d_1$", "d"), node(b, (-0.45, 2), "$d_2$", "d")
+    z2, z1 = node(b, (0.35, 2), "$z_2$"), node(b, (0.35, 1), "$z_1$")
+    arrow(b, x, d1)
+    arrow(b, d1, d2)
+    arrow(b, d2, z2)
+    arrow(b, d1, z1)
+    arrow(b, z2, z1, color="#d62728")
+    gz2, gz1 = generative(b, 1.3)
+    arrow(b, gz2, gz1, color="#d62728")
+    b.annotate("shared", xy=(0.82, 1.5), ha="center", va="center", color="#d62728")
+    b.set_title("b) LVAE")
+    for ax, lo in ((a, -0.5), (b, -0.9)):
+        ax.text(lo + 0.5 if ax is a else 0.0, -0.62, "inference", ha="center")
+        ax.text(1.3, -0.62, "generative", ha="center")
+        ax.set_xlim(lo, 1.8)
+        ax.set_ylim(-0.85, 2.4)
+        ax.set_aspect("equal")
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- paper figures
 METRIC_TITLES = {"train_L1": r"a) $\mathcal{L}^{train}_1$", "test_L1": r"b) $\mathcal{L}^{test}_1$",
                  "test_LK": r"c) $\mathcal{L}^{test}_{K}$"}
