@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from .config import DATASETS, PRESETS, TrainConfig, preset
-from .experiments import FIGURES
+from .experiments import FIGURES, ROOT
+
+EXECUTION_PAGE = ROOT / "notebooks" / "execution.ipynb"  # shows how every notebook ran (`figures` runs it last)
 
 
 def count(lo: int = 0, hi: int | None = None):
@@ -155,8 +157,11 @@ def cmd_figures(a) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for nb in a.notebooks:
+    page = EXECUTION_PAGE
+    for nb in [nb for nb in a.notebooks if Path(nb).resolve() != page]:
         execute_notebook(nb, parameters=params[nb])
+    if page.exists() and a.notebooks:  # the page that shows how every notebook ran: always last
+        execute_notebook(page, parameters=params.get(str(page), {}))
     return 0
 
 

@@ -4,10 +4,16 @@
   committed record of a figure, for the claims), :func:`collect` (the best budget of each run, for the
   report) and :func:`resolve_budget` (the budget a notebook shows).
 * :func:`show`: hand a figure and the line naming its budget to the book's numbered caption.
-* :func:`execute_notebook`: papermill in place, volatile metadata stripped, the jupytext pair synced.
+* :func:`execute_notebook`: papermill in place, volatile metadata stripped, the jupytext pair synced,
+  and how it ran kept in the notebook's metadata (``lvae``: date, seconds, parameters, the records it
+  read, commit, versions), which :func:`execution_table` shows on the book's execution page.
 """
 from __future__ import annotations
 
+import json
+import os
+import platform
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +25,19 @@ from .data import DataError
 from .experiments import BUDGETS, DEFAULT_BUDGET, DEFAULT_RESULTS, DEFAULT_WORK, SEEDS, get_budget, runs_for
 
 VOLATILE = ("papermill", "execution")
+# set by execute_notebook for its kernel: the file where ensure/collect/records note the records they read
+USED_ENV = "LVAE_RECORDS_USED"
+
+
+def _note_used(df, use: str) -> None:
+    """Append ``df``'s records (budget, label, seed, key) and what they were read for (``use``: ``shown``
+    in a figure or table, or weighed in the ``claims``) to the file named by ``$LVAE_RECORDS_USED``, if set."""
+    where = os.environ.get(USED_ENV)
+    if not where or not len(df):
+        return
+    with open(where, "a") as f:
+        for r in df[["budget", "label", "seed", "key"]].itertuples(index=False):
+            f.write(json.dumps({"use": use, "budget": r.budget, "label": r.label, "seed": int(r.seed), "key": r.key}) + "\n")
 
 
 def strip_volatile(nb) -> None:
@@ -73,14 +92,81 @@ def execute_notebook(path: str | Path, out: str | Path | None = None, parameters
     paired = out == path and path.with_suffix(".py").exists()
     if paired:  # the .py is the reviewed source: take its edits into the .ipynb before running it
         _sync(path)
-    pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name="python3",
-                        cwd=str(cwd or path.parent), progress_bar=False)
+    try:  # the parameters cell's defaults, as written (papermill needs the notebook to name its kernel)
+        declared = {n: p["default"] for n, p in pm.inspect_notebook(str(path)).items()}
+    except ValueError:
+        declared = {}
+    with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as used:
+        old, os.environ[USED_ENV] = os.environ.get(USED_ENV), used.name  # the kernel inherits it
+        try:
+            pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name="python3",
+                                cwd=str(cwd or path.parent), progress_bar=False)
+        finally:
+            os.environ.pop(USED_ENV) if old is None else os.environ.__setitem__(USED_ENV, old)
+        records = list({line: None for line in used.read().splitlines()})  # each once, in order
     nb = nbformat.read(out, as_version=4)
+    nb.metadata["lvae"] = execution_info(nb.metadata.get("papermill", {}), declared, parameters or {},
+                                         [json.loads(r) for r in records])
     strip_volatile(nb)
     nbformat.write(nb, out)
     if paired:
         _sync(path)
     return out
+
+
+def execution_info(pm_meta: dict, declared: dict, parameters: dict, records: list) -> dict:
+    """What the execution page shows of one run of a notebook: when it ended (UTC) and how long it took
+    (papermill's metadata), its parameters (the notebook's defaults, as written, with the ones given
+    over them), the records it read, the commit of ``lvae_lib`` and the versions that ran it."""
+    import matplotlib
+    import numpy
+    import pandas
+    import papermill
+    import torch
+
+    from .runner import git_commit
+
+    return {"executed": (pm_meta.get("end_time") or "")[:19].replace("T", " "),
+            "seconds": round(float(pm_meta.get("duration") or 0.0), 1),
+            "parameters": {**declared, **{k: repr(v) for k, v in parameters.items()}},
+            "records": records, "commit": git_commit(),
+            "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+                         "pandas": pandas.__version__, "matplotlib": matplotlib.__version__,
+                         "papermill": papermill.__version__},
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+
+
+def execution_table(folder=None) -> pd.DataFrame:
+    """One row per notebook of ``folder`` (default: the repository's ``notebooks/``): when and how it was
+    last executed by :func:`execute_notebook`, from its ``lvae`` metadata ("never" for one that was not)."""
+    import nbformat
+
+    from .experiments import ROOT
+
+    def runs(used: pd.DataFrame) -> str:  # "cpu: VAE-L5 (seeds 0, 1, 2), ..."
+        return "; ".join(f"{b}: " + ", ".join(f"{lab} ({'seeds' if g['seed'].nunique() > 1 else 'seed'} "
+                                            f"{', '.join(map(str, sorted(set(g['seed']))))})"
+                                            for lab, g in u.groupby("label", sort=False))
+                         for b, u in used.groupby("budget", sort=False))
+
+    rows = []
+    for f in sorted(Path(folder or ROOT / "notebooks").glob("*.ipynb")):
+        m = nbformat.read(f, as_version=4).metadata.get("lvae")
+        if not m:
+            rows.append({"notebook": f.stem, "executed (UTC)": "never"})
+            continue
+        used = pd.DataFrame(m["records"], columns=["use", "budget", "label", "seed", "key"]).drop_duplicates()
+        shown, weighed = used[used["use"] == "shown"], used[used["use"] == "claims"]
+        rows.append({"notebook": f.stem, "executed (UTC)": m["executed"][:16], "seconds": m["seconds"],
+                     "parameters": ", ".join(f"{k}={v.strip(chr(34) + chr(39))}" for k, v in m["parameters"].items()
+                                             if k not in ("progress", "results_dir", "notebooks_dir")),
+                     "budget shown": ", ".join(shown["budget"].unique()) or "-",
+                     "records shown": len(shown), "models shown": runs(shown) or "-",
+                     "claims read": (f"{len(weighed)} ({', '.join(f'{b}: {n}' for b, n in weighed['budget'].value_counts(sort=False).items())})"
+                                                       if len(weighed) else "-"),
+                     "commit": m["commit"], "machine": m.get("machine", ""),
+                     "versions": ", ".join(f"{k} {v}" for k, v in m["versions"].items())})
+    return pd.DataFrame(rows)
 
 
 def _sync(path: Path) -> None:
@@ -156,6 +242,7 @@ def ensure(target: str, budget: str = "default", device: str = "cpu", results_di
     others = [replace(r, seed=s) for s in SEEDS if s != seed for r in runs_for(target)]
     df = pd.concat([store.table(runs, b), store.table(others, b)], ignore_index=True)  # this seed's rows first
     df.attrs.update(results_dir=str(results_dir), budget=b.name, target=target, unavailable=unavailable, seed=seed)
+    _note_used(df, "shown")
     return df
 
 
@@ -167,6 +254,7 @@ def records(target: str = "all", results_dir=None, budgets=tuple(BUDGETS), seeds
     frames = [df for name in budgets if len(df := results.Store(results_dir, name).table(runs, BUDGETS[name]))]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     df.attrs.update(results_dir=str(results_dir), target=target)
+    _note_used(df, "claims")
     return df
 
 
@@ -186,4 +274,5 @@ def collect(target: str = "all", budgets=("paper", "cpu", "smoke"), results_dir=
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     df.attrs.update(results_dir=str(results_dir), budget="+".join(sorted(set(df["budget"]))) if len(df) else "none",
                     target=target)
+    _note_used(df, "shown")
     return df
