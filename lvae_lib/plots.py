@@ -241,7 +241,8 @@ def training_curves(curves: dict):
 
 
 def unit_kl_figure(snapshots: dict):
-    """Fig. 4: log KL(q|p) of every latent unit (columns, grouped by layer) at several epochs (rows).
+    """Fig. 4: log KL(q|p) of every latent unit (columns) at several epochs (rows), one panel per layer,
+    all layers drawn the same width (so layer 5's 4 units read as well as layer 1's 64).
 
     ``snapshots`` maps variant -> {epoch: [per-unit KL array per layer]}.  Units are sorted within each
     layer by their final KL; white is an inactive unit.
@@ -249,25 +250,31 @@ def unit_kl_figure(snapshots: dict):
     n = len(snapshots)
     if not n:
         return _nothing()
-    fig, axes = plt.subplots(n, 1, figsize=(WIDTH, 1.6 + 1.8 * n), squeeze=False, gridspec_kw={"hspace": 0.6})
-    for ax, (v, snaps) in zip(axes[:, 0], snapshots.items()):
+    n_layers = max(len(next(iter(snaps.values()))) for snaps in snapshots.values())
+    top = max(float(np.max(u)) for snaps in snapshots.values() for units in snaps.values() for u in units)
+    vmax = max(1.0, np.log(max(top, 1e-3)))  # one scale for every panel, as the one colour bar says
+    fig, axes = plt.subplots(n, n_layers, figsize=(WIDTH, 1.4 + 1.7 * n), squeeze=False,
+                             gridspec_kw={"hspace": 0.25, "wspace": 0.08})
+    for r, (v, snaps) in enumerate(snapshots.items()):
         epochs = sorted(snaps)
         final = snaps[epochs[-1]]
-        orders = [np.argsort(-np.asarray(u)) for u in final]
-        rows = [np.concatenate([np.asarray(snaps[e][i])[o] for i, o in enumerate(orders)]) for e in epochs]
-        img = np.log(np.maximum(np.array(rows), 1e-3))
-        im = ax.imshow(img, aspect="auto", cmap="Greys", vmin=np.log(1e-3), vmax=max(1.0, img.max()),
-                       interpolation="nearest")
-        edges = np.cumsum([len(u) for u in final])[:-1]
-        for e in edges:
-            ax.axvline(e - 0.5, color="#d62728", lw=0.8)
-        ax.set_yticks(range(len(epochs)), [str(e) for e in epochs])
-        ax.set_ylabel("epoch")
-        ax.set_title(v, loc="left")
-        ax.set_xticks([])
-        ax.grid(False)
-    axes[-1, 0].set_xlabel("latent units, layer 1 (left) to layer 5 (right), sorted by final KL")
-    fig.colorbar(im, ax=axes[:, 0], label="log KL (nats)", shrink=0.8)
+        for i in range(n_layers):
+            ax = axes[r, i]
+            ax.set_xticks([])
+            ax.grid(False)
+            if i >= len(final):
+                ax.axis("off")
+                continue
+            order = np.argsort(-np.asarray(final[i]))
+            img = np.log(np.maximum(np.array([np.asarray(snaps[e][i])[order] for e in epochs]), 1e-3))
+            im = ax.imshow(img, aspect="auto", cmap="Greys", vmin=np.log(1e-3), vmax=vmax, interpolation="nearest")
+            ax.set_yticks(range(len(epochs)), [str(e) for e in epochs] if i == 0 else [])
+            if r == 0:
+                ax.set_title(f"layer {i + 1}")
+            if r == n - 1:
+                ax.set_xlabel(f"{len(final[i])} units")
+        axes[r, 0].set_ylabel(f"{v}\nepoch")
+    fig.colorbar(im, ax=axes, label="log KL (nats)", shrink=0.8)
     return fig
 
 
