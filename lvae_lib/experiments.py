@@ -62,6 +62,11 @@ BUDGETS = {
 }
 
 
+# records whose K is larger also keep L_K of the first NESTED_K of their samples (the cpu budget's K), so
+# that the K gap between a cpu and a paper record is measured on the same model, per test image
+NESTED_K = BUDGETS["cpu"].eval_k
+
+
 def get_budget(name: str) -> Budget:
     """A budget by name (``smoke``, ``cpu``, ``paper``); for ``default``/``auto`` see :func:`lvae_lib.notebooks.resolve_budget`."""
     if name in ("default", "auto"):

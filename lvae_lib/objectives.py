@@ -42,7 +42,8 @@ def iw_bound(
     max_rows: int = 5_000,
     progress: bool = True,
     fold_bn: bool = True,
-) -> torch.Tensor:
+    nested: tuple[int, ...] = (),
+):
     """Per-example importance-weighted bound L_K = E[log (1/K) sum_k w_k] (eq. 6).
 
     The upward (deterministic) pass runs once per image; the K samples are
@@ -51,10 +52,17 @@ def iw_bound(
     is in evaluation mode (running statistics), folded into the linear layers
     (``fold_bn``, see :func:`lvae_lib.model.fold_batchnorm`).
     With ``k = 1`` this is a one-sample estimate of the ELBO (the paper's L_1).
+
+    ``nested`` (each < k): also return, as ``{k': per-example L_k'}``, the bound of the first k' of the
+    same samples, at no extra cost; L_K itself is unchanged (the same draws, the same chunks, where every
+    k' is a multiple of the chunk; otherwise a chunk is split at k').
     """
+    if any(not 0 < m < k for m in nested):
+        raise ValueError(f"nested sample counts must lie in (0, k={k}), got {nested}")
     net = fold_batchnorm(model) if fold_bn and model.cfg.batch_norm else model
     chunk = max(1, min(k, max_rows // max(1, min(batch_size, len(x)))))
     out = torch.empty(len(x), dtype=torch.float64)
+    inner = {m: torch.empty(len(x), dtype=torch.float64) for m in nested}
     with mode(model, False), tqdm(total=len(x), desc=f"L_{k}", unit="img", disable=not progress, leave=False) as bar:
         for start in range(0, len(x), batch_size):
             xb = x[start : start + batch_size]
@@ -62,11 +70,13 @@ def iw_bound(
             acc = torch.full((len(xb),), -math.inf, dtype=torch.float64, device=xb.device)
             done = 0
             while done < k:
-                n = min(chunk, k - done)
+                n = min([chunk, k - done] + [m - done for m in nested if m > done])
                 r = net.infer(up, n)  # chunks of about 5,000 rows keep activations in cache: fastest on CPU
                 log_w = (net.log_px(xb, r["z"][0]) + r["log_ratio"]).view(n, len(xb)).double()
                 acc = torch.logaddexp(acc, torch.logsumexp(log_w, 0))
                 done += n
+                if done in inner:
+                    inner[done][start : start + len(xb)] = (acc - math.log(done)).cpu()
             out[start : start + len(xb)] = (acc - math.log(k)).cpu()
             bar.update(len(xb))
-    return out
+    return (out, inner) if nested else out

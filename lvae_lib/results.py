@@ -168,6 +168,7 @@ class Record:
 ARRAYS = {
     "test_L1_per_image": "L_1 of each test image, in test-set order",
     "test_LK_per_image": "L_K of each test image, in test-set order",
+    "test_L{k}_per_image": "records with K > experiments.NESTED_K: L_k of the first k of the same samples (k = NESTED_K)",
     "layer_kl_per_image": "[images, layers] KL of each layer per test image",
     "unit_kl_l{l}": "per-unit KL of layer l (test-set mean)",
     "pca_l{l}": "2-D PCA of samples of z_l (the first analysis_images test images)",

@@ -1,6 +1,7 @@
 """The VAE / LVAE against models whose marginal likelihood is known exactly."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -123,6 +124,21 @@ def test_iw_bound_converges_to_exact_log_px_and_tightens_with_k(inference):
         # the ELBO of forward() and L_1 estimate the same quantity
         elbo = m(x, n_samples=200)["elbo"].mean().item()
         assert abs(elbo - lk[1]) < 0.5
+        # the nested L_100 of an L_5000 run is the L_100 of its first 100 samples: the same number as a run
+        # of K = 100 from the same random state (one batch of images, so both draw those samples first),
+        # and the outer L_5000 is the one it always was
+        torch.manual_seed(3)
+        outer, inner = iw_bound(m, x, k=5000, batch_size=len(x), progress=False, nested=(100,))
+        torch.manual_seed(3)
+        torch.testing.assert_close(inner[100], iw_bound(m, x, k=100, batch_size=len(x), progress=False), atol=0, rtol=0)
+        torch.manual_seed(3)
+        torch.testing.assert_close(outer, iw_bound(m, x, k=5000, batch_size=len(x), progress=False), atol=0, rtol=0)
+        assert abs(inner[100].mean().item() - lk[100]) < 0.02 and outer.mean().item() <= exact + 0.01
+        # a nested count that does not divide into chunks splits one: still the bound of that many samples
+        _, odd = iw_bound(m, x, k=5000, batch_size=50, progress=False, nested=(7, 130))
+        assert abs(odd[130].mean().item() - lk[100]) < 0.05 and odd[7].mean().item() < odd[130].mean().item()
+        with pytest.raises(ValueError, match="nested"):
+            iw_bound(m, x, k=100, nested=(100,))
     finally:
         torch.set_default_dtype(torch.float32)
 
@@ -213,3 +229,28 @@ def test_per_image_layer_kl_averages_to_the_layer_kl_and_is_the_models_own(name)
     torch.manual_seed(1)
     out = model(x[:128])  # the first batch, scored by the model itself
     assert per[:128, 0] == pytest.approx(out["kl_units"][0].sum(-1).mean(0).detach().numpy(), rel=1e-5)
+
+
+def test_a_record_with_k_above_the_cpu_budgets_keeps_its_l1000_per_image():
+    """A paper record (K = 5000) keeps L_1000 of its first 1000 samples, so the K gap between budgets is
+    measured on one model, image by image; a cpu record (K = 1000) has nothing nested."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from lvae_lib import experiments as E
+    from lvae_lib.runner import derived
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_layers=2, latent_sizes=(4, 2), hidden_sizes=(16, 8), x_dim=784, batch_norm=False)
+    model = LadderVAE(cfg).eval()
+    x = (torch.rand(12, 784) < 0.3).float()
+    data = SimpleNamespace(x_test=x, x_train=x, y_test=torch.arange(12) % 10, binarize=False)
+    run = E.Run("mnist", "LVAE+BN+WU", 2)
+    small = replace(E.BUDGETS["smoke"], analysis_images=12)
+    _, a = derived(model, run, replace(small, eval_k=E.NESTED_K + 200), data)
+    nested = a[f"test_L{E.NESTED_K}_per_image"]
+    assert nested.shape == (12,) and np.isfinite(nested).all()
+    gap = a["test_LK_per_image"] - nested
+    assert (gap > -0.5).all() and abs(gap.mean()) < 1.0  # 200 more samples: a little higher, never much lower
+    _, a = derived(model, run, replace(small, eval_k=E.NESTED_K), data)
+    assert f"test_L{E.NESTED_K}_per_image" not in a

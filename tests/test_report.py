@@ -283,3 +283,19 @@ def test_fig6_claims_measure_class_separation_in_the_pca_plane(tmp_path):
     assert v[steps] == "does not hold" and v[top] == "not resolved"
     knn = report.layer_knn(with_pca(table(five, tmp_path / "d"), paperlike)).set_index("variant")["knn"]
     assert knn["VAE"][4] == pytest.approx(0.1, abs=0.03) and knn["LVAE+BN+WU"][4] > 0.8
+
+
+def test_the_k_gap_is_read_from_records_that_keep_l1000(tmp_path):
+    from lvae_lib.experiments import NESTED_K
+
+    rows = [("mnist", "LVAE+BN+WU", 5, "", -85.5, -82.3, AU5, KL5), ("mnist", "VAE+BN+WU", 5, "", -86.0, -83.0, AU5, KL5)]
+    assert report.k_gap(table(rows, tmp_path / "plain").assign(budget="paper", K=5000)).empty  # none keeps L_1000
+    df = table(rows, tmp_path / "nested", n=10_000).assign(budget="paper", K=5000)
+    a = dict(np.load(Path(df["path"][0]) / "arrays.npz"))
+    rng = np.random.default_rng(1)
+    np.savez(Path(df["path"][0]) / "arrays.npz", **a,
+             **{f"test_L{NESTED_K}_per_image": a["test_LK_per_image"] - 0.1 + rng.normal(0, 0.2, 10_000)})
+    g = report.k_gap(df)
+    assert list(g["model"]) == ["MNIST LVAE+BN+WU, 5 layers"] and g["K"][0] == 5000
+    mean, lo, hi = (float(v) for v in g.iloc[0, -1].replace("[", "").replace("]", "").replace(",", "").split())
+    assert abs(mean - 0.1) < 0.01 and lo < 0.1 < hi and hi - lo < 0.02
