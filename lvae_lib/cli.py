@@ -157,11 +157,12 @@ def cmd_figures(a) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    page = EXECUTION_PAGE
-    for nb in [nb for nb in a.notebooks if Path(nb).resolve() != page]:
+    ran = [nb for nb in a.notebooks if Path(nb).resolve() != EXECUTION_PAGE]
+    for nb in ran:
         execute_notebook(nb, parameters=params[nb])
-    if page.exists() and a.notebooks:  # the page that shows how every notebook ran: always last
-        execute_notebook(page, parameters=params.get(str(page), {}))
+    # the page that shows how the book's notebooks ran: always last, whenever one of them (or it) ran
+    if EXECUTION_PAGE.exists() and any(Path(nb).resolve().parent == EXECUTION_PAGE.parent for nb in a.notebooks):
+        execute_notebook(EXECUTION_PAGE)
     return 0
 
 

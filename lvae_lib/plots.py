@@ -73,10 +73,10 @@ def inference_models():
         ax.text(*xy, name, ha="center", va="center")
         return p
 
-    def arrow(ax, a, b, **kw):
-        ax.annotate("", xy=b.center if hasattr(b, "center") else b.xy, xytext=a.center if hasattr(a, "center") else a.xy,
-                    arrowprops=dict(arrowstyle="-|>", color=kw.get("color", "k"), lw=1.3, patchA=a, patchB=b,
-                                    shrinkA=1, shrinkB=1, ls=kw.get("ls", "-")))
+    def arrow(ax, a, b, color="k"):  # from node a to node b, ending at their outlines
+        where = lambda p: p.center if hasattr(p, "center") else p.xy  # noqa: E731 (circle / polygon)
+        ax.annotate("", xy=where(b), xytext=where(a), arrowprops=dict(arrowstyle="-|>", color=color, lw=1.3,
+                                                                       patchA=a, patchB=b, shrinkA=1, shrinkB=1))
 
     def generative(ax, x0):
         z2, z1, x = node(ax, (x0, 2), "$z_2$"), node(ax, (x0, 1), "$z_1$"), node(ax, (x0, 0), "$x$")
