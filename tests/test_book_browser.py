@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -164,6 +165,8 @@ def test_what_a_reader_sees(site, browser):
                         failures.append("intro.html: the pasted result figure has no line naming its budget")
                 elif im["caption"] is None:
                     failures.append(f"{rel}: {im['src']} has no caption")
+                elif re.match(r"\s*Fig\. \d+", im["caption"]):  # Sphinx's own count beside the paper's number
+                    failures.append(f"{rel}: the caption of {im['src']} starts with a sequential number: {im['caption'][:40]!r}")
                 elif rel != "notebooks/ladder_merge.html" and "budget" not in im["caption"]:
                     failures.append(f"{rel}: the caption of {im['src']} names no budget: {im['caption'][:80]!r}")
         page.close()
