@@ -3,7 +3,8 @@
 * :func:`ensure` (train what a figure misses, then its records as a DataFrame), :func:`records` (every
   committed record of a figure, for the claims), :func:`collect` (the best budget of each run, for the
   report) and :func:`resolve_budget` (the budget a notebook shows).
-* :func:`show`: hand a figure and the line naming its budget to the book's numbered caption.
+* :func:`show`: hand a figure and the line naming its budget to the book's numbered caption;
+  :func:`table`: a table as the book shows it.
 * :func:`execute_notebook`: papermill in place, volatile metadata stripped, the jupytext pair synced,
   and how it ran kept in the notebook's metadata (``lvae``: date, seconds, parameters, the records it
   read, commit, versions), which :func:`execution_table` shows on the book's execution page.
@@ -174,6 +175,14 @@ def _sync(path: Path) -> None:
     from jupytext.cli import jupytext as jupytext_cli
 
     jupytext_cli(["--quiet", "--sync", str(path)])  # uses jupytext.toml's pairing and filters
+
+
+def table(df, drop=()):
+    """``df`` as the book shows a table: no index, empty cells for missing values, ``drop`` columns left out
+    (e.g. a claims table's ``figure`` column on that figure's own page)."""
+    from IPython.display import HTML
+
+    return HTML(df.drop(columns=list(drop)).to_html(index=False, na_rep=""))
 
 
 def show(key: str, fig, caption: str) -> None:
