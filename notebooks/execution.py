@@ -13,27 +13,25 @@
 notebooks_dir = ""  # empty: the notebooks folder of the repository
 
 # %% tags=["hide-input"]
-from IPython.display import HTML
-
 from lvae_lib import plots
-from lvae_lib.notebooks import execution_table
+from lvae_lib.notebooks import execution_table, table
 
 plots.style()
 runs = execution_table(notebooks_dir or None)
 runs = runs[runs["notebook"] != "execution"]  # this page itself: it runs last, after reading the others
-HTML(runs.drop(columns=["models shown", "machine", "versions"]).to_html(index=False))
+table(runs, drop=["models shown", "machine", "versions"])
 
 # %% [markdown]
 # The models behind each page's figures and tables, per budget, with the seeds of each:
 
 # %% tags=["hide-input"]
-HTML(runs[["notebook", "models shown"]].to_html(index=False))
+table(runs[["notebook", "models shown"]])
 
 # %% [markdown]
 # The machines and library versions that executed them:
 
 # %% tags=["hide-input"]
-HTML(runs.groupby(["machine", "versions"], as_index=False)["notebook"].agg(", ".join).to_html(index=False))
+table(runs.groupby(["machine", "versions"], as_index=False)["notebook"].agg(", ".join))
 
 # %% [markdown]
 # The notebooks read the records; the records were made by training runs whose own provenance

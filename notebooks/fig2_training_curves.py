@@ -14,7 +14,7 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records, show
+from lvae_lib.notebooks import ensure, records, show, table
 
 plots.style()
 df = ensure("fig2", budget, device, results_dir, progress=progress, seed=seed)
@@ -46,4 +46,4 @@ df[["variant", "layers", "seed", "train_L1", "test_L1"]].round(2)
 # about the method.
 
 # %%
-report.claims(records("fig2", results_dir or None), "fig2")
+table(report.claims(records("fig2", results_dir or None), "fig2"), drop=["figure"])

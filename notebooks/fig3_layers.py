@@ -15,7 +15,7 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records, show
+from lvae_lib.notebooks import ensure, records, show, table
 
 plots.style()
 df = ensure("fig3", budget, device, results_dir, progress=progress, seed=seed)
@@ -54,4 +54,4 @@ report.layers_table(df, "test_LK")
 # about the method.
 
 # %%
-report.claims(records("fig3", results_dir or None), "fig3")
+table(report.claims(records("fig3", results_dir or None), "fig3"), drop=["figure"])

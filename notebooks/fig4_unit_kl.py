@@ -15,7 +15,7 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records, show
+from lvae_lib.notebooks import ensure, records, show, table
 
 plots.style()
 df = ensure("fig4", budget, device, results_dir, progress=progress, seed=seed)
@@ -47,4 +47,4 @@ df.set_index("variant")["active_units"].apply(lambda a: "-".join(map(str, a))).t
 # about the method.
 
 # %%
-report.claims(records("fig4", results_dir or None), "fig4")
+table(report.claims(records("fig4", results_dir or None), "fig4"), drop=["figure"])

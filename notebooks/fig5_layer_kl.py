@@ -14,7 +14,7 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records, show
+from lvae_lib.notebooks import ensure, records, show, table
 
 plots.style()
 df = ensure("fig5", budget, device, results_dir, progress=progress, seed=seed)
@@ -43,4 +43,4 @@ df.set_index("variant")["layer_kl"].apply(lambda a: [round(v, 2) for v in a]).to
 # about the method.
 
 # %%
-report.claims(records("fig5", results_dir or None), "fig5")
+table(report.claims(records("fig5", results_dir or None), "fig5"), drop=["figure"])

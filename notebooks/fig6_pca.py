@@ -14,7 +14,7 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records, show
+from lvae_lib.notebooks import ensure, records, show, table
 
 plots.style()
 df = ensure("fig6", budget, device, results_dir, progress=progress, seed=seed)
@@ -64,4 +64,4 @@ show("fig6_knn", fig, plots.caption(knn, "The first 2,000 test images; the same 
 # {ref}`the verdict rule <verdicts>`: per test image (is it classified right?) and over seeds.
 
 # %%
-report.claims(records("fig6", results_dir or None), "fig6")
+table(report.claims(records("fig6", results_dir or None), "fig6"), drop=["figure"])

@@ -13,7 +13,7 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records, show
+from lvae_lib.notebooks import ensure, records, show, table
 
 plots.style()
 df = ensure("fig7", budget, device, results_dir, progress=progress, seed=seed)
@@ -42,4 +42,4 @@ report.layers_table(df, "test_L1")
 # about the method.
 
 # %%
-report.claims(records("fig7", results_dir or None), "fig7")
+table(report.claims(records("fig7", results_dir or None), "fig7"), drop=["figure"])

@@ -16,7 +16,7 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records, show
+from lvae_lib.notebooks import ensure, records, show, table
 
 plots.style()
 df = ensure("fig8", budget, device, results_dir, progress=progress, seed=seed)
@@ -45,4 +45,4 @@ report.layers_table(df, "test_LK")
 # about the method.
 
 # %%
-report.claims(records("fig8", results_dir or None), "fig8")
+table(report.claims(records("fig8", results_dir or None), "fig8"), drop=["figure"])

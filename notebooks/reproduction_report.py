@@ -14,15 +14,13 @@ budgets = "paper,cpu,smoke"  # budgets to draw records from, in order of prefere
 results_dir = ""  # empty: the results folder of the repository
 
 # %% tags=["hide-input"]
-from IPython.display import HTML
-
 from lvae_lib import plots, report
-from lvae_lib.notebooks import collect, records, show
+from lvae_lib.notebooks import collect, records, show, table
 from myst_nb import glue
 
 plots.style()  # tables show every character of a cell
 df = collect("all", budgets.split(","), results_dir or None)
-table = report.reproduction_table(df)
+reproduction = report.reproduction_table(df)
 claims = report.claims(records("all", results_dir or None))
 caption = plots.caption(df) if len(df) else "no records yet"
 
@@ -32,7 +30,7 @@ caption = plots.caption(df) if len(df) else "no records yet"
 # Every number the paper prints that our records answer, the paper's beside ours:
 
 # %% tags=["remove-output"]
-fig = plots.paper_vs_ours(table)
+fig = plots.paper_vs_ours(reproduction)
 show("result", fig, caption)
 
 # %% [markdown]
@@ -49,7 +47,7 @@ show("result", fig, caption)
 # (the evidence and its intervals are in the last section):
 
 # %%
-summary = HTML(claims[["figure", "claim", "budget", "verdict"]].to_html(index=False))
+summary = table(claims[["figure", "claim", "budget", "verdict"]])
 glue("claims_summary", summary)  # shown here, and pasted on the book's first page
 
 # %% [markdown]
@@ -64,8 +62,8 @@ glue("claims_summary", summary)  # shown here, and pasted on the book's first pa
 # rows are ours on the 28×28 stand-in (see the deviations below).
 
 # %%
-rows, missing = report.compact(table)
-HTML(rows.to_html(index=False, na_rep=""))
+rows, missing = report.compact(reproduction)
+table(rows)
 
 # %% tags=["hide-input"]
 print("Not run here (no record; the paper's values are in Table 2's chapter): " + ", ".join(missing) if missing else "")
@@ -77,13 +75,13 @@ print("Not run here (no record; the paper's values are in Table 2's chapter): " 
 
 # %% tags=["hide-input"]
 gaps = report.k_gap(df)
-HTML(gaps.to_html(index=False)) if len(gaps) else print("No record with K > 1000 is committed yet (the paper-budget runs are under way).")
+table(gaps) if len(gaps) else print("No record with K > 1000 is committed yet (the paper-budget runs are under way).")
 
 # %% [markdown]
 # ## The paper's claims, tested on our records
 
 # %%
-HTML(claims.to_html(index=False))
+table(claims)
 
 # %% [markdown]
 # ## Deviations from the paper, all of them deliberate

@@ -14,7 +14,7 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records
+from lvae_lib.notebooks import ensure, records, table
 
 plots.style()
 df = ensure("table1", budget, device, results_dir, progress=progress, seed=seed)
@@ -32,4 +32,4 @@ report.table1_compare(df)
 # about the method.
 
 # %%
-report.claims(records("table1", results_dir or None), "table1")
+table(report.claims(records("table1", results_dir or None), "table1"), drop=["figure"])

@@ -17,7 +17,7 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records
+from lvae_lib.notebooks import ensure, records, table
 
 plots.style()
 df = ensure("table2", budget, device, results_dir, progress=progress, seed=seed)
@@ -35,4 +35,4 @@ report.table2_compare(df)
 # about the method.
 
 # %%
-report.claims(records("table2", results_dir or None), "table2")
+table(report.claims(records("table2", results_dir or None), "table2"), drop=["figure"])
