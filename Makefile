@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/lock.txt | cksum | cut -d' ' -f1)
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
-.PHONY: help install book test test-fast figures bench gpu-paper clean
+.PHONY: help install book test test-fast figures bench gpu-paper paper-cpu clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,13 @@ gpu-paper: $(STAMP)  ## paper-budget records of Figs. 2-3 on one GPU within LIMI
 			--device $(DEVICE) --stack --results-dir $(OUT)/results --work-dir $(OUT)/runs || [ $$? -eq 124 ] || exit 1; \
 	done
 	find $(OUT)/results -name record.json | sort
+
+# Fig. 2's central pair at the paper budget on a CPU (about 8 h each, two one-thread processes); checkpoints
+# in WORK resume after any interruption; each record lands in results/paper when it completes
+WORK ?= runs
+paper-cpu: $(STAMP)  ## LVAE+BN+WU-L5 and VAE+BN+WU-L5 at the paper budget on this CPU (resumable, checkpoints in WORK)
+	OMP_NUM_THREADS=1 $(PY) -m lvae_lib run fig2 --budget paper --only LVAE+BN+WU-L5 VAE+BN+WU-L5 \
+		--jobs 2 --threads 1 --work-dir $(WORK)
 
 clean:  ## remove the built book
 	rm -rf book/_build
