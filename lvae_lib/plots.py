@@ -369,7 +369,7 @@ def paper_vs_ours(table):
                              squeeze=False, gridspec_kw={"height_ratios": heights})
     for ax, (dataset, g) in zip(axes[:, 0], groups):
         y = np.arange(len(g))[::-1]
-        sd = pd.to_numeric(g["our sd (seeds)"].str.split(" ").str[0], errors="coerce").fillna(0)
+        sd = g["our sd"].astype(float).fillna(0)  # NaN for one seed: no bar
         for b in BUDGET_COLORS:
             m = (g["budget"] == b).values
             if m.any():

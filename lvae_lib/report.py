@@ -109,6 +109,15 @@ def top_budget(d: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
+def _with_sd(rows) -> pd.DataFrame:
+    """A compare table's rows as a frame, with its ``ours: sd`` over seeds as a number (2 decimals, empty for
+    one seed) beside ``seeds``: the reproduction table and its plot read them, :func:`fmt` formats them."""
+    out = pd.DataFrame(rows)
+    out["ours: sd"] = out["ours: sd"].astype(float).round(2)
+    out["seeds"] = out["seeds"].astype("Int64")
+    return out
+
+
 def mnist_text_compare(df) -> pd.DataFrame:
     """The MNIST numbers the paper states in its text (Fig. 3) beside ours."""
     d = seed_mean(df[(df["finetune"] == "") & (df["dataset"] == "mnist")]) if len(df) else df
@@ -126,11 +135,11 @@ def mnist_text_compare(df) -> pd.DataFrame:
         r, m = ours[(p["metric"], p["variant"])]
         rows.append({"metric": p["metric"], "model": p["variant"], "paper": p["value"],
                      "ours": None if r is None else round(float(r[m]), 2),
-                     "ours: sd (seeds)": "" if r is None else spread(r[f"{m}_sd"], r["n_seeds"]),
+                     "ours: sd": None if r is None else r[f"{m}_sd"], "seeds": None if r is None else r["n_seeds"],
                      "ours: model": "" if r is None else f"{r['variant']}, {r['layers']} layers",
                      "ours: metric": "" if r is None else p["metric"].replace("5000", str(int(r["K"]))),
                      "budget": "" if r is None else r["budget"]})
-    return pd.DataFrame(rows)
+    return _with_sd(rows)
 
 
 # the rows of Table 1 that our records answer, by our run's fine-tuning ("" for the base model)
@@ -151,9 +160,9 @@ def table1_compare(df) -> pd.DataFrame:
     for name, value, src in paper.TABLE1 + [(control, None, "ours")]:
         r = ours.get(name)
         rows.append({"model": name, "paper": value, "ours": round(r.test_LK, 2) if r else None,
-                     "ours: sd (seeds)": spread(r.test_LK_sd, r.n_seeds) if r else "",
+                     "ours: sd": r.test_LK_sd if r else None, "seeds": r.n_seeds if r else None,
                      "ours: metric": f"L_{int(r.K)}" if r else "", "budget": r.budget if r else ""})
-    return pd.DataFrame(rows)
+    return _with_sd(rows)
 
 
 TABLE2_DATA = {"OMNIGLOT": "omniglot28", "NORB": "norb"}
@@ -171,10 +180,11 @@ def table2_compare(df) -> pd.DataFrame:
                 rows.append({"dataset (paper)": dname, "dataset (ours)": o["dataset_name"].iloc[0] if len(o) else "not run",
                              "variant": v, "layers": "-".join(["64", "32", "16", "8", "4"][:L]), "paper": pv,
                              "ours": round(float(o["test_LK"].iloc[0]), 2) if len(o) else None,
-                             "ours: sd (seeds)": spread(o["test_LK_sd"].iloc[0], o["n_seeds"].iloc[0]) if len(o) else "",
+                             "ours: sd": o["test_LK_sd"].iloc[0] if len(o) else None,
+                             "seeds": o["n_seeds"].iloc[0] if len(o) else None,
                              "ours: K": int(o["K"].iloc[0]) if len(o) else None,
                              "budget": o["budget"].iloc[0] if len(o) else ""})
-    return pd.DataFrame(rows)
+    return _with_sd(rows)
 
 
 # ----------------------------------------------------------------------------- the reproduction report
@@ -186,12 +196,12 @@ def reproduction_table(df) -> pd.DataFrame:
     rows = []
     for _, r in mnist_text_compare(df).iterrows():
         rows.append({"figure/table": "Fig. 3 (text)", "dataset": "MNIST", "metric": r["metric"], "model": r["model"],
-                     "paper": r["paper"], "ours": r["ours"], "our sd (seeds)": r["ours: sd (seeds)"],
+                     "paper": r["paper"], "ours": r["ours"], "our sd": r["ours: sd"], "our seeds": r["seeds"],
                      "our model": r["ours: model"], "our metric": r["ours: metric"], "budget": r["budget"]})
     t1 = table1_compare(df)
     for _, r in t1[t1["model"].isin(TABLE1_OURS) & t1["paper"].notna()].iterrows():
         rows.append({"figure/table": "Table 1", "dataset": "MNIST", "metric": "test L_5000", "model": r["model"],
-                     "paper": r["paper"], "ours": r["ours"], "our sd (seeds)": r["ours: sd (seeds)"],
+                     "paper": r["paper"], "ours": r["ours"], "our sd": r["ours: sd"], "our seeds": r["seeds"],
                      "our model": r["model"] if pd.notna(r["ours"]) else "",
                      "our metric": f"test {r['ours: metric']}" if r["ours: metric"] else "", "budget": r["budget"]})
     for _, r in table2_compare(df).iterrows():
@@ -199,7 +209,7 @@ def reproduction_table(df) -> pd.DataFrame:
             continue
         rows.append({"figure/table": "Table 2", "dataset": f"{r['dataset (paper)']} (ours: {r['dataset (ours)']})",
                      "metric": "test L_5000", "model": f"{r['variant']}, {r['layers']}", "paper": r["paper"],
-                     "ours": r["ours"], "our sd (seeds)": r["ours: sd (seeds)"],
+                     "ours": r["ours"], "our sd": r["ours: sd"], "our seeds": r["seeds"],
                      "our model": f"{r['variant']}, {r['layers']}" if pd.notna(r["ours"]) else "",
                      "our metric": f"test L_{int(r['ours: K'])}" if pd.notna(r["ours"]) else "",
                      "budget": r["budget"]})
@@ -216,9 +226,9 @@ def compact(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     have = table.groupby("dataset")["ours"].transform(lambda o: o.notna().any())
     missing = list(dict.fromkeys(d.split(" (")[0] for d in table.loc[~have, "dataset"]))
     t = table[have].copy()
-    t["ours"] = [("" if pd.isna(o) else f"{o:.2f}") + (f" ± {sd}" if sd else "") for o, sd in zip(t["ours"], t["our sd (seeds)"])]
+    t["ours"] = ["" if pd.isna(o) else fmt(o, sd, n) for o, sd, n in zip(t["ours"], t["our sd"], t["our seeds"])]
     t["dataset"] = t["dataset"].str.split(" \\(").str[0]
-    return t.drop(columns=["our sd (seeds)"]), missing
+    return t.drop(columns=["our sd", "our seeds"]), missing
 
 
 def _gap(r):
