@@ -182,7 +182,10 @@ def table(df, drop=()):
     (e.g. a claims table's ``figure`` column on that figure's own page)."""
     from IPython.display import HTML
 
-    return HTML(df.drop(columns=list(drop)).to_html(index=False, na_rep=""))
+    df = df.drop(columns=list(drop))
+    for c in df.columns[[isinstance(t, pd.Int64Dtype) for t in df.dtypes]]:  # na_rep does not reach pd.NA
+        df[c] = df[c].astype(object).where(df[c].notna(), "")
+    return HTML(df.to_html(index=False, na_rep=""))
 
 
 def show(key: str, fig, caption: str) -> None:
