@@ -37,7 +37,7 @@ show("fig3", fig, caption)
 # The numbers the paper states in its text, beside ours:
 
 # %%
-report.mnist_text_compare(df)
+table(report.mnist_text_compare(df))
 
 # %% [markdown]
 # Our test $\mathcal{L}_K$ for every variant and depth (nats):

@@ -21,7 +21,7 @@ df = ensure("table1", budget, device, results_dir, progress=progress, seed=seed)
 print(plots.caption(df, "Rows of other models are the paper's citations, not rerun here."))
 
 # %%
-report.table1_compare(df)
+table(report.table1_compare(df))
 
 # %% [markdown]
 # ## What our run shows

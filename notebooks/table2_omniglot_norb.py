@@ -24,7 +24,7 @@ df = ensure("table2", budget, device, results_dir, progress=progress, seed=seed)
 print(plots.caption(df))
 
 # %%
-report.table2_compare(df)
+table(report.table2_compare(df))
 
 # %% [markdown]
 # ## What our run shows
