@@ -269,8 +269,8 @@ def k_gap(df) -> pd.DataFrame:
     its seeds. This is the amount by which a cpu budget's L_1000 leans below an L_5000 of the same model."""
     nested = f"test_L{NESTED_K}_per_image"
     out = []
-    rows = df[[nested in _arrays_at(p) for p in df["path"]]] if "path" in df and len(df) else df.iloc[:0]
-    for (b, ds, v, layers, ft), g in rows.groupby(MODEL_KEYS, sort=False):
+    rows = _with(df, nested)
+    for (b, ds, v, layers, ft), g in (rows.groupby(MODEL_KEYS, sort=False) if len(rows) else []):
         gaps = [_arrays_at(p)["test_LK_per_image"].astype(np.float64) - _arrays_at(p)[nested] for p in g["path"]]
         iv = ev.paired(np.mean(gaps, 0), np.zeros_like(gaps[0]))
         out.append({"budget": b, "model": f"{g['dataset_name'].iloc[0]} {v}, {layers} layers" + (f" {ft}" if ft else ""),

@@ -292,6 +292,7 @@ def test_the_k_gap_is_read_from_records_that_keep_l1000(tmp_path):
 
     rows = [("mnist", "LVAE+BN+WU", 5, "", -85.5, -82.3, AU5, KL5), ("mnist", "VAE+BN+WU", 5, "", -86.0, -83.0, AU5, KL5)]
     assert report.k_gap(table(rows, tmp_path / "plain").assign(budget="paper", K=5000)).empty  # none keeps L_1000
+    assert report.k_gap(pd.DataFrame()).empty  # an empty store
     df = table(rows, tmp_path / "nested", n=10_000).assign(budget="paper", K=5000)
     a = dict(np.load(Path(df["path"][0]) / "arrays.npz"))
     rng = np.random.default_rng(1)
