@@ -266,17 +266,16 @@ def _arrays_at(path: str) -> dict:
 def k_gap(df) -> pd.DataFrame:
     """How much a record's L_K exceeds the L_1000 of the first 1000 of its samples (records with K > 1000
     keep that, ``experiments.NESTED_K``): the mean over test images with its 95% interval, per model over
-    its seeds. This is the amount by which a cpu budget's L_1000 leans below an L_5000 of the same model."""
-    nested = f"test_L{NESTED_K}_per_image"
+    its seeds (the paired interval of :func:`compare`). This is the amount by which a cpu budget's L_1000
+    leans below an L_5000 of the same model."""
+    col = f"L_K - L_{NESTED_K} (nats, 95% over test images)"
     out = []
-    rows = _with(df, nested)
+    rows = _with(df, f"test_L{NESTED_K}_per_image")
     for (b, ds, v, layers, ft), g in (rows.groupby(MODEL_KEYS, sort=False) if len(rows) else []):
-        gaps = [_arrays_at(p)["test_LK_per_image"].astype(np.float64) - _arrays_at(p)[nested] for p in g["path"]]
-        iv = ev.paired(np.mean(gaps, 0), np.zeros_like(gaps[0]))
+        iv = compare(g, g, "test_LK", metric_b=f"test_L{NESTED_K}")[1][0]  # the paired interval comes first
         out.append({"budget": b, "model": f"{g['dataset_name'].iloc[0]} {v}, {layers} layers" + (f" {ft}" if ft else ""),
-                    "seeds": len(g), "K": int(g["K"].iloc[0]),
-                    f"L_K - L_{NESTED_K} (nats, 95% over test images)": f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]"})
-    return pd.DataFrame(out, columns=["budget", "model", "seeds", "K", f"L_K - L_{NESTED_K} (nats, 95% over test images)"])
+                    "seeds": len(g), "K": int(g["K"].iloc[0]), col: f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]"})
+    return pd.DataFrame(out, columns=["budget", "model", "seeds", "K", col])
 
 
 def _knn_of(arrays: dict, layer: int):
