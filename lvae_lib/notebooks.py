@@ -276,7 +276,7 @@ def collect(target: str = "all", budgets=("paper", "cpu", "smoke"), results_dir=
     results_dir = results_dir or DEFAULT_RESULTS
     todo = [replace(r, seed=s) for s in seeds for r in runs_for(target)]
     frames = []
-    for name in budgets:
+    for name in dict.fromkeys(budgets):  # each once: ("paper", "paper") is a paper figure's own
         b = get_budget(name)
         df = results.Store(results_dir, b.name).table(todo, b)
         if len(df):

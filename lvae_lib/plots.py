@@ -210,31 +210,37 @@ def layers_figure(df, variants=None, also=None):
     return fig
 
 
-def training_curves(curves: dict):
-    """Fig. 2: train (full) and test (dashed) L_1 during training, one colour per variant.
+def training_curves(panels: dict):
+    """Fig. 2: train (full) and test (dashed) L_1 during training, one colour per variant, one panel per
+    budget (a budget's epochs set its x axis: the cpu budget's 200 beside the paper's 2000).
 
-    ``curves`` maps variant -> [metrics DataFrame (columns epoch, train_elbo, test_elbo), one per seed]:
-    the mean over the seeds is drawn, and a band from their lowest to their highest value.
+    ``panels`` maps budget -> {variant -> [metrics DataFrame (columns epoch, train_elbo, test_elbo), one
+    per seed]} (:func:`lvae_lib.report.curves`): the mean over the seeds is drawn, and a band from their
+    lowest to their highest value.
     """
-    if not curves:
+    panels = {b: c for b, c in panels.items() if c}
+    if not panels:
         return _nothing()
-    fig, ax = plt.subplots(figsize=(WIDTH, 4.4))
-    means = {}
-    for v, runs in curves.items():
-        m = pd.concat(runs).groupby("epoch")[["train_elbo", "test_elbo"]].agg(["mean", "min", "max"]).reset_index()
-        means[v] = m
-        ax.plot(m["epoch"], m[("train_elbo", "mean")], color=COLORS[v], label=v + (f" ({len(runs)} seeds)" if len(runs) > 1 else ""))
-        t = m.dropna(subset=[("test_elbo", "mean")])
-        ax.plot(t["epoch"], t[("test_elbo", "mean")], color=COLORS[v], ls="--")
-        if len(runs) > 1:
-            ax.fill_between(m["epoch"], m[("train_elbo", "min")], m[("train_elbo", "max")], color=COLORS[v], alpha=0.25, lw=0)
-            ax.fill_between(t["epoch"], t[("test_elbo", "min")], t[("test_elbo", "max")], color=COLORS[v], alpha=0.15, lw=0)
-    ax.set_xlabel("Epoch")
-    ax.set_ylabel(r"$\mathcal{L}_1$ (nats)")
-    lo = min(m[("train_elbo", "mean")].iloc[len(m) // 10:].min() for m in means.values())
-    hi = max(m[("train_elbo", "mean")].max() for m in means.values())
-    ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo))
-    ax.legend(title="full: train, dashed: test")
+    fig, axes = plt.subplots(1, len(panels), figsize=(WIDTH, 4.4), sharey=True, squeeze=False)
+    lows, highs = [], []
+    for ax, (budget, curves) in zip(axes[0], panels.items()):
+        for v, runs in curves.items():
+            m = pd.concat(runs).groupby("epoch")[["train_elbo", "test_elbo"]].agg(["mean", "min", "max"]).reset_index()
+            ax.plot(m["epoch"], m[("train_elbo", "mean")], color=COLORS[v], label=v + (f" ({len(runs)} seeds)" if len(runs) > 1 else ""))
+            t = m.dropna(subset=[("test_elbo", "mean")])
+            ax.plot(t["epoch"], t[("test_elbo", "mean")], color=COLORS[v], ls="--")
+            if len(runs) > 1:
+                ax.fill_between(m["epoch"], m[("train_elbo", "min")], m[("train_elbo", "max")], color=COLORS[v], alpha=0.25, lw=0)
+                ax.fill_between(t["epoch"], t[("test_elbo", "min")], t[("test_elbo", "max")], color=COLORS[v], alpha=0.15, lw=0)
+            lows.append(m[("train_elbo", "mean")].iloc[len(m) // 10:].min())
+            highs.append(m[("train_elbo", "mean")].max())
+        ax.set_xlabel("Epoch")
+        if len(panels) > 1:
+            ax.set_title(f"budget {budget}")
+        ax.legend(title="full: train, dashed: test", fontsize="small")
+    axes[0][0].set_ylabel(r"$\mathcal{L}_1$ (nats)")
+    lo, hi = min(lows), max(highs)
+    axes[0][0].set_ylim(lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo))
     fig.tight_layout()
     return fig
 

@@ -15,7 +15,7 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records, show, table
+from lvae_lib.notebooks import collect, ensure, records, show, table
 
 plots.style()
 df = ensure("fig3", budget, device, results_dir, progress=progress, seed=seed)
@@ -34,10 +34,11 @@ show("fig3", fig, caption)
 # ```
 
 # %% [markdown]
-# The numbers the paper states in its text, beside ours:
+# The numbers the paper states in its text, beside ours: each from a `paper`-budget record where one
+# exists (the `budget` column says which), else from the figure's budget.
 
 # %%
-table(report.mnist_text_compare(df))
+table(report.mnist_text_compare(collect("fig3", ("paper", df.attrs["budget"]), results_dir or None)))
 
 # %% [markdown]
 # Our test $\mathcal{L}_K$ for every variant and depth (nats):

@@ -168,7 +168,7 @@ def test_reproduction_table_puts_ours_beside_every_printed_number():
     assert ft["ours"] == -82.9 and ft["our metric"] == "test L_1000"
     assert pd.isna(ft["ours - paper"])  # L_1000 against the paper's L_5000: no difference is computed
     best = t[(t["metric"] == "test L_1") & (t["model"] == "best VAE (3 layers)")].iloc[0]
-    assert best["ours"] == -88.0 and best["our model"] == "VAE+BN+WU, 5 layers"  # ours names its own depth
+    assert best["ours"] == -88.0 and best["our model"] == "VAE+BN+WU, 5 layers (best of 4 bottom-up models at cpu)"  # its depth, and over how many
     assert t[t["model"] == "LVAE, 5-layer + finetuning + IW=10"]["ours"].isna().all()
     assert not t["model"].str.contains("control").any()  # the paper prints no control: not a row here
     t1 = report.table1_compare(table(PAPERLIKE)).set_index("model")
@@ -229,6 +229,28 @@ def test_headline_rows_take_the_paper_budget_where_it_exists(tmp_path):
     assert rep.loc[("Table 1", "LVAE, 5-layer"), "ours - paper"] == pytest.approx(-0.18)  # same K: a difference
     c = report.claims(df).set_index(["claim", "budget"])
     assert ("... and on test L_K, the estimate of log p(x)", "cpu") in c.index  # cpu keeps its own verdicts
+    # the paper's "best VAE" is a best over our bottom-up models of one budget: the row says over how many
+    vae5 = [("mnist", "VAE+BN+WU", 5, "", -86.0, -83.0, AU5, KL5)]
+    both = pd.concat([df, table(vae5, tmp_path / "paper-vae").assign(budget="paper", K=5000)], ignore_index=True)
+    best = report.mnist_text_compare(both).set_index(["metric", "model"]).loc[("test L_1", "best VAE (3 layers)")]
+    assert best["budget"] == "paper" and best["ours: model"] == "VAE+BN+WU, 5 layers (the only bottom-up model at paper)"
+
+
+def test_fig2_draws_a_panel_per_budget_on_its_own_epochs():
+    from lvae_lib import plots
+
+    def run(epochs, level):
+        e = np.arange(1, epochs + 1)
+        return pd.DataFrame({"epoch": e, "train_elbo": level - 50 / e, "test_elbo": level + 1 - 50 / e})
+
+    fig = plots.training_curves({"cpu": {"VAE+BN+WU": [run(200, -88), run(200, -88.2)]},
+                                 "paper": {"LVAE+BN+WU": [run(2000, -85)], "VAE+BN+WU": [run(2000, -86)]}})
+    axes = fig.axes
+    assert [a.get_title() for a in axes] == ["budget cpu", "budget paper"]
+    assert axes[0].get_xlim()[1] < 250 and axes[1].get_xlim()[1] > 1900  # each budget on its own epochs
+    assert axes[0].get_ylim() == axes[1].get_ylim() and axes[0].get_ylim()[1] > -85  # one scale, the best seen
+    one = plots.training_curves({"cpu": {"VAE+BN+WU": [run(200, -88)]}, "paper": {}})  # no paper record yet
+    assert len(one.axes) == 1 and one.axes[0].get_title() == ""
 
 
 def with_pca(df, separation, n=2000, seed=0):
