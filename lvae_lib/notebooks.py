@@ -270,6 +270,19 @@ def records(target: str = "all", results_dir=None, budgets=tuple(BUDGETS), seeds
     return df
 
 
+def beside_paper(df):
+    """A figure's records ``df`` (from :func:`ensure`, of one budget) and, after them, the ``paper``-budget
+    records of the same figure's models where some exist: the figures draw those beside their own budget's,
+    named by :func:`lvae_lib.report.shown_as`, until the whole figure exists at the paper budget."""
+    extra = (collect(df.attrs["target"], ("paper",), df.attrs["results_dir"]) if df.attrs["budget"] != "paper"
+             else df.iloc[:0])
+    if not len(extra):
+        return df
+    out = pd.concat([df, extra], ignore_index=True)
+    out.attrs.update(df.attrs)
+    return out
+
+
 def collect(target: str = "all", budgets=("paper", "cpu", "smoke"), results_dir=None, seeds=SEEDS):
     """The complete records of ``target`` without training anything: for every run and seed, the record
     of the first budget in ``budgets`` that has one (the book shows ``paper`` records where they exist)."""

@@ -9,6 +9,7 @@ from .distributions import precision_weighted_merge
 
 from . import paper
 from .config import VARIANTS as _TABLE
+from .report import shown_as
 
 VARIANTS = tuple(_TABLE)  # in the table's order: the order of every legend
 COLORS = {n: v.color for n, v in _TABLE.items()}
@@ -129,6 +130,15 @@ def caption(df, extra: str = "", also=None) -> str:
         more = " Stars: " + "; ".join(f"budget {b}: {', '.join(sorted(g['label'].unique()))}"
                                       for b, g in o.groupby("budget")) + "."
     return f"Ours: budget {budgets}, data {datasets}.{more} {extra}".strip()
+
+
+def _row_label(model: str, narrow: bool = False) -> str:
+    """A figure row's label: a model's budget (:func:`lvae_lib.report.shown_as`) on a line of its own and,
+    ``narrow``, a long variant name broken after its first ``+``."""
+    v, _, budget = model.partition(" (")
+    if narrow and len(v) > 8:
+        v = v.replace("+", "+\n", 1)
+    return v + (f"\n({budget}" if budget else "")
 
 
 def _nothing():
@@ -278,25 +288,29 @@ def unit_kl_figure(snapshots: dict):
                 ax.set_title(f"layer {i + 1}")
             if r == n - 1:
                 ax.set_xlabel(f"{len(final[i])} units")
-        axes[r, 0].set_ylabel(f"{v}\nepoch")
+        axes[r, 0].set_ylabel(f"{_row_label(v)}\nepoch")
     fig.colorbar(im, ax=axes, label="log KL (nats)", shrink=0.8)
     return fig
 
 
 def layer_bars(df, column: str, ylabel: str, chance: float | None = None):
     """Bars of a per-layer ``column`` (a list per record), grouped by layer, one colour per variant; where
-    a variant has several seeds, the mean bar with an error bar of +-1 sd over the seeds. ``chance``
-    draws a dashed line at that level."""
+    a variant has several seeds, the mean bar with an error bar of +-1 sd over the seeds. A second budget's
+    models (the paper's beside a cpu grid) are hatched bars after the first's. ``chance`` draws a dashed
+    line at that level."""
     if not len(df):
         return _nothing()
     fig, ax = plt.subplots(figsize=(WIDTH, 4.0))
-    variants = [v for v in VARIANTS if v in set(df["variant"])]
-    w = 0.8 / max(1, len(variants))
-    for j, v in enumerate(variants):
-        vals = np.array([np.asarray(k, float) for k in df[(df["variant"] == v) & (df["finetune"] == "")][column]])
+    d = df[df["finetune"] == ""]
+    budgets = list(dict.fromkeys(d["budget"]))
+    models = [(v, b) for b in budgets for v in VARIANTS if ((d["variant"] == v) & (d["budget"] == b)).any()]
+    w = 0.8 / max(1, len(models))
+    for j, (v, b) in enumerate(models):
+        vals = np.array([np.asarray(k, float) for k in d[(d["variant"] == v) & (d["budget"] == b)][column]])
         sd = vals.std(0, ddof=1) if len(vals) > 1 else None
-        ax.bar(np.arange(1, vals.shape[1] + 1) + (j - (len(variants) - 1) / 2) * w, vals.mean(0), w, yerr=sd,
-               capsize=2, color=COLORS[v], label=v + (f" ({len(vals)} seeds)" if len(vals) > 1 else ""))
+        ax.bar(np.arange(1, vals.shape[1] + 1) + (j - (len(models) - 1) / 2) * w, vals.mean(0), w, yerr=sd,
+               capsize=2, color=COLORS[v], hatch="///" if b != budgets[0] else None, edgecolor="white", lw=0,
+               label=shown_as(df, v, b) + (f" ({len(vals)} seeds)" if len(vals) > 1 else ""))
     if chance is not None:
         ax.axhline(chance, color="0.3", ls="--", lw=1, label="chance")
     ax.set_xticks(range(1, 6), [f"i={i}" for i in range(1, 6)])
@@ -331,7 +345,7 @@ def pca_figure(projections: dict, labels):
             if r == 0:
                 ax.set_title(f"layer {c + 1}")
             if c == 0:
-                ax.set_ylabel(v.replace("+", "+\n", 1) if len(v) > 8 else v)
+                ax.set_ylabel(_row_label(v, narrow=True))
     handles = [plt.Line2D([], [], ls="", marker="o", color=cmap(d)) for d in range(10)]
     fig.legend(handles, [str(d) for d in range(10)], loc="lower center", ncol=10, title="digit", handletextpad=0.1,
                columnspacing=0.8, bbox_to_anchor=(0.5, 0.0))

@@ -63,26 +63,37 @@ def curves(df, layers=5) -> dict:
     return out
 
 
+def shown_as(df, variant: str, budget: str) -> str:
+    """A model's name in a figure of ``df``: its variant, and its budget where the figure draws records
+    of several (the paper budget's models beside a cpu grid: :func:`lvae_lib.notebooks.beside_paper`)."""
+    return f"{variant} ({budget})" if len(df) and df["budget"].nunique() > 1 else variant
+
+
+def _firsts(df, layers=5):
+    """The first row (the notebook's seed) of each ``layers``-layer model of each budget, in ``df``'s order."""
+    return df[(df["layers"] == layers) & (df["finetune"] == "")].drop_duplicates(["budget", "variant"]).itertuples()
+
+
 def snapshots(df, layers=5) -> dict:
-    """variant -> {epoch: [per-unit KL per layer]} (Fig. 4)."""
-    out = {}
-    for r in df[(df["layers"] == layers) & (df["finetune"] == "")].drop_duplicates("variant").itertuples():
-        # the first row of a variant: the notebook's seed
-        out[r.variant] = kl_snapshots(_store(df, r).arrays(r.run_obj, r.key))
-    return out
+    """model (:func:`shown_as`) -> {epoch: [per-unit KL per layer]} (Fig. 4)."""
+    return {shown_as(df, r.variant, r.budget): kl_snapshots(_store(df, r).arrays(r.run_obj, r.key))
+            for r in _firsts(df, layers)} if len(df) else {}
 
 
-def arrays(df, variant, layers=5, finetune="") -> dict:
-    r = df[(df["variant"] == variant) & (df["layers"] == layers) & (df["finetune"] == finetune)].iloc[0]
+def arrays(df, variant, layers=5, finetune="", budget=None) -> dict:
+    """The arrays of the first record of a model in ``df`` (of ``budget``, where given)."""
+    d = df if budget is None else df[df["budget"] == budget]
+    r = d[(d["variant"] == variant) & (d["layers"] == layers) & (d["finetune"] == finetune)].iloc[0]
     return _store(df, r).arrays(r["run_obj"], r["key"])
 
 
 def projections(df, layers=5) -> tuple[dict, np.ndarray]:
-    """variant -> [2-D PCA of z_i per layer], and the class labels (Fig. 6)."""
+    """model (:func:`shown_as`) -> [2-D PCA of z_i per layer], and the class labels (Fig. 6; every record
+    projects the same first test images)."""
     out, labels = {}, None
-    for v in df[(df["layers"] == layers) & (df["finetune"] == "")]["variant"].unique():
-        a = arrays(df, v, layers)
-        out[v] = [a[f"pca_l{i}"] for i in range(1, layers + 1)]
+    for r in (_firsts(df, layers) if len(df) else []):
+        a = _store(df, r).arrays(r.run_obj, r.key)
+        out[shown_as(df, r.variant, r.budget)] = [a[f"pca_l{i}"] for i in range(1, layers + 1)]
         labels = a.get("pca_labels")
     return out, labels
 

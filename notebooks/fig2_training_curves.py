@@ -13,20 +13,15 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-import pandas as pd
-
 from lvae_lib import plots, report
-from lvae_lib.notebooks import collect, ensure, records, show, table
+from lvae_lib.notebooks import beside_paper, ensure, records, show, table
 
 plots.style()
-df = ensure("fig2", budget, device, results_dir, progress=progress, seed=seed)
-# the models trained for the paper's 2000 epochs so far, in a panel of their own beside the figure's budget
-at_paper = collect("fig2", ("paper",), results_dir or None) if df.attrs["budget"] != "paper" else df.iloc[:0]
-caption = plots.caption(pd.concat([df, at_paper]),
-                        "5-layer models; train L_1 is the running mean over each epoch (train mode, fresh binarization).")
+df = beside_paper(ensure("fig2", budget, device, results_dir, progress=progress, seed=seed))
+caption = plots.caption(df, "5-layer models; train L_1 is the running mean over each epoch (train mode, fresh binarization).")
 
 # %% tags=["remove-output"]
-fig = plots.training_curves({df.attrs["budget"]: report.curves(df), "paper": report.curves(at_paper)})
+fig = plots.training_curves({b: report.curves(df[df["budget"] == b]) for b in dict.fromkeys(df["budget"])})
 show("fig2", fig, caption)
 
 # %% [markdown]
@@ -40,7 +35,7 @@ show("fig2", fig, caption)
 # The final values (test $\mathcal{L}_1$ in evaluation mode, nats):
 
 # %%
-table(pd.concat([df, at_paper])[["budget", "variant", "layers", "seed", "train_L1", "test_L1"]].round(2))
+table(df[["budget", "variant", "layers", "seed", "train_L1", "test_L1"]].round(2))
 
 # %% [markdown]
 # ## What our run shows

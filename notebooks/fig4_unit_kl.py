@@ -15,10 +15,10 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records, show, table
+from lvae_lib.notebooks import beside_paper, ensure, records, show, table
 
 plots.style()
-df = ensure("fig4", budget, device, results_dir, progress=progress, seed=seed)
+df = beside_paper(ensure("fig4", budget, device, results_dir, progress=progress, seed=seed))
 caption = plots.caption(df, "5-layer models; KL per unit averaged over the test set.")
 
 # %% tags=["remove-output"]
@@ -29,14 +29,15 @@ show("fig4", fig, caption)
 # ```{glue:figure} fig4
 # :alt: Figure 4: KL of every latent unit at five epochs
 #
-# **Figure 4.** log KL$[q|p]$ of every latent unit of the 5-layer MNIST models (columns; one panel per layer, each drawn the same width whatever its number of units, the units sorted by their final KL) at five epochs (rows); white units are inactive. The paper shows the same units over 2000 epochs, each layer as wide as its number of units. {glue:text}`fig4_caption`
+# **Figure 4.** log KL$[q|p]$ of every latent unit of the 5-layer MNIST models (columns; one panel per layer, each drawn the same width whatever its number of units, the units sorted by their final KL) at five epochs (rows); white units are inactive. The paper shows the same units over 2000 epochs, each layer as wide as its number of units. Where some models exist at the `paper` budget, they follow as rows of their own, named with it. {glue:text}`fig4_caption`
 # ```
 
 # %% [markdown]
 # Active units per layer at the end of training (Burda et al.'s criterion, $\mathrm{Var}_x \mathbb{E}_q[u] > 0.01$):
 
 # %%
-df.set_index("variant")["active_units"].apply(lambda a: "-".join(map(str, a))).to_frame("active units, layers 1-5")
+table(df.assign(units=df["active_units"].map(lambda a: "-".join(map(str, a))))[["budget", "variant", "seed", "units"]]
+      .rename(columns={"units": "active units, layers 1-5"}))
 
 # %% [markdown]
 # ## What our run shows

@@ -14,10 +14,10 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
-from lvae_lib.notebooks import ensure, records, show, table
+from lvae_lib.notebooks import beside_paper, ensure, records, show, table
 
 plots.style()
-df = ensure("fig6", budget, device, results_dir, progress=progress, seed=seed)
+df = beside_paper(ensure("fig6", budget, device, results_dir, progress=progress, seed=seed))
 caption = plots.caption(df, "One sample z_i ~ q(z_i|.) per test image, first two principal components, coloured by digit.")
 
 # %% tags=["remove-output"]
@@ -29,7 +29,7 @@ show("fig6", fig, caption)
 # ```{glue:figure} fig6
 # :alt: Figure 6: PCA of the latent samples per layer, coloured by digit
 #
-# **Figure 6.** The first two principal components of one sample $z_i \sim q(z_i|\cdot)$ per test image (2,000 images) of each layer (columns) and 5-layer model (rows), coloured by digit. {glue:text}`fig6_caption`
+# **Figure 6.** The first two principal components of one sample $z_i \sim q(z_i|\cdot)$ per test image (2,000 images) of each layer (columns) and 5-layer model (rows), coloured by digit. Rows named with the `paper` budget are the models trained at it so far. {glue:text}`fig6_caption`
 # ```
 
 # %% [markdown]
@@ -54,7 +54,7 @@ show("fig6_knn", fig, plots.caption(knn, "The first 2,000 test images; the same 
 #
 # **Class separation in Figure 6, measured.** For each layer $i$ and 5-layer model, the fraction of
 # test images whose 10 nearest neighbours in the PCA plane of $z_i$ are mostly of their own digit;
-# with several seeds, the mean and ±1 sd. Dashed: chance. {glue:text}`fig6_knn_caption`
+# with several seeds, the mean and ±1 sd. Hatched: models at the `paper` budget. Dashed: chance. {glue:text}`fig6_knn_caption`
 # ```
 
 # %% [markdown]

@@ -16,10 +16,10 @@ progress = False  # progress bars while training missing runs
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
 from lvae_lib.config import DATASETS
-from lvae_lib.notebooks import ensure, show
+from lvae_lib.notebooks import beside_paper, ensure, show
 
 plots.style()
-df = ensure("fig9_10", budget, device, results_dir, progress=progress, seed=seed)
+df = beside_paper(ensure("fig9_10", budget, device, results_dir, progress=progress, seed=seed))
 caption = plots.caption(df)
 
 # %% tags=["remove-output"]
@@ -34,6 +34,10 @@ for ds, key in (("mnist", "fig9"), ("omniglot28", "fig10")):
         "c) LVAE+BN+WU: samples": lvae["samples"],
         "d) VAE+BN+WU: samples": vae["samples"],
     }
+    for b in list(dict.fromkeys(d["budget"]))[1:]:  # the paper budget's models, where some exist
+        for v in ("LVAE+BN+WU", "VAE+BN+WU"):
+            if ((d["variant"] == v) & (d["budget"] == b)).any():
+                grids[f"{'abcdefgh'[len(grids)]}) {v} ({b}): samples"] = report.arrays(d, v, budget=b)["samples"]
     fig = plots.image_grid(grids, shape=DATASETS[ds].image_shape)
     show(key, fig, plots.caption(d))
 
@@ -43,7 +47,8 @@ for ds, key in (("mnist", "fig9"), ("omniglot28", "fig10")):
 #
 # **Figure 9.** MNIST: a) test images, b) the 5-layer LVAE+BN+WU's reconstructions $\mathbb{E}[x|z_1]$,
 # c) its samples and d) those of the 5-layer VAE+BN+WU, drawn ancestrally from $p(z_5)$ down and shown as
-# Bernoulli means. {glue:text}`fig9_caption`
+# Bernoulli means; panels after d), where they exist, are the same models' samples at the `paper` budget.
+# {glue:text}`fig9_caption`
 # ```
 #
 # ```{glue:figure} fig10

@@ -131,3 +131,31 @@ def test_finetuning_decays_ten_times_and_checkpoints_every_epoch():
         assert ft.epochs // ft.lr_decay_every == 10  # the paper: 2000 epochs, x 0.75 every 200
         assert (ft.mc_samples, ft.iw_samples, ft.checkpoint_every, ft.warmup_epochs) == (10, 10, 1, 0)
     assert run.key(E.get_budget("cpu")) != E.Run("mnist", "LVAE+BN+WU", 5, "ft").key(E.get_budget("cpu"))
+
+
+def test_figures_draw_the_paper_budgets_models_beside_their_own(tmp_path):
+    """beside_paper appends the paper records of a figure's models (once, after the figure's own); the
+    figures name each model with its budget then, and draw the paper's as hatched bars."""
+    from lvae_lib import plots, report
+    from lvae_lib.notebooks import beside_paper, ensure
+
+    cpu, pap = E.get_budget("cpu"), E.get_budget("paper")
+    for r in E.FIGURES["fig5"]:
+        Store(tmp_path, "cpu").write(r, r.key(cpu), fake_record(r, r.key(cpu), "cpu", layer_kl=[1.0] * 5), [], {})
+    df = ensure("fig5", "cpu", results_dir=tmp_path, progress=False)
+    assert beside_paper(df) is df  # no paper record yet: the figure as it was
+    lvae = E.Run("mnist", "LVAE+BN+WU", 5)
+    Store(tmp_path, "paper").write(lvae, lvae.key(pap), fake_record(lvae, lvae.key(pap), "paper", layer_kl=[2.0] * 5),
+                                   [], {})
+    both = beside_paper(df)
+    assert list(both["budget"]) == ["cpu"] * 4 + ["paper"] and both.attrs["budget"] == "cpu"
+    assert report.shown_as(both, "LVAE+BN+WU", "paper") == "LVAE+BN+WU (paper)"
+    assert report.shown_as(df, "LVAE+BN+WU", "cpu") == "LVAE+BN+WU"  # one budget: the variant alone
+    ax = plots.layer_kl_figure(both).axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels[-1] == "LVAE+BN+WU (paper)" and len(labels) == 5
+    hatched = [p for p in ax.patches if p.get_hatch()]
+    assert len(hatched) == 5 and all(p.get_height() == 2.0 for p in hatched)  # the paper model's 5 layers
+    at_paper = both[both["budget"] == "paper"]
+    at_paper.attrs.update(budget="paper")
+    assert beside_paper(at_paper) is at_paper  # a figure at the paper budget draws its records once
