@@ -10,6 +10,10 @@ the difference A - B lies. Two intervals can stand behind it:
   that both stored them.
 * **over seeds** (:func:`over_seeds`): where each model has records for two or more training seeds,
   Welch's t interval of the difference of their seed means. It measures training noise.
+* **over images, with borrowed seed noise** (:func:`with_seed_noise`): where a model has fewer than two
+  seeds at this budget (the paper budget's single runs) but two or more at another, the interval over
+  images is widened by the seed-to-seed sd measured there, so that a lead smaller than the training
+  noise is not taken for a result. It assumes the noise of one budget is that of the other.
 
 :func:`verdict`: a claim **holds** only when every interval behind it lies wholly on the claimed side,
 **does not hold** when every one lies wholly on the other side, and is **not resolved** otherwise, or
@@ -68,6 +72,23 @@ def over_seeds(a, b, level: float = LEVEL) -> Interval | None:
     dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = stats.t.ppf(0.5 + level / 2, dof) * se
     return Interval(float(diff), float(diff - half), float(diff + half), min(len(a), len(b)), "seeds")
+
+
+def with_seed_noise(iv: Interval, noise, source: str, level: float = LEVEL) -> Interval:
+    """The interval over images ``iv`` of a difference A - B, widened by the training noise of A and B.
+
+    ``noise`` holds, per model, ``(sd, dof, n)``: the sd of the metric over seeds (measured on ``dof + 1``
+    seeds, at this budget or another) and the number ``n`` of seeds behind the model's value here. The
+    difference's variance is then se_images^2 + sum(sd^2 / n), and its t quantile takes Satterthwaite's
+    degrees of freedom (the image part counted as known): a noise measured on three seeds widens more
+    than its sd alone says. ``source`` says where the noise was measured, for the interval's text."""
+    z = stats.norm.ppf(0.5 + level / 2)
+    se_images = (iv.hi - iv.lo) / 2 / z
+    parts = [(sd**2 / n, dof) for sd, dof, n in noise]
+    var = se_images**2 + sum(p for p, _ in parts)
+    denom = sum(p**2 / d for p, d in parts if p > 0)
+    half = (stats.t.ppf(0.5 + level / 2, var**2 / denom) if denom > 0 else z) * math.sqrt(var)
+    return Interval(iv.mean, iv.mean - half, iv.mean + half, iv.n, f"{iv.what}, with the seed noise measured at {source}")
 
 
 def verdict(intervals, claimed_side: int = 1) -> str:

@@ -347,9 +347,48 @@ def compare(a, b, metric: str, side: int = 1, metric_b: str | None = None):
     intervals = []
     if common:
         intervals.append(ev.paired(np.mean([pa[s] for s in common], 0), np.mean([pb[s] for s in common], 0)))
-    intervals.append(ev.over_seeds([value(r) for _, r in a.iterrows()], [value_b(r) for _, r in b.iterrows()]))
+    seeds = ev.over_seeds([value(r) for _, r in a.iterrows()], [value_b(r) for _, r in b.iterrows()])
+    intervals.append(seeds)
+    if common and seeds is None and set(a.get("path", ())) != set(b.get("path", ())):  # one model against itself: no noise
+        noise = [_seed_noise(rows, m, len(common)) for rows, m in ((a, metric), (b, metric_b))]
+        if all(noise):
+            intervals.append(ev.with_seed_noise(intervals[0], [n[:3] for n in noise],
+                                                ", ".join(sorted({n[3] for n in noise}))))
     intervals = [iv for iv in intervals if iv is not None]
     return text, intervals, ev.verdict(intervals, side)
+
+
+def _seed_noise(rows, metric: str, n: int):
+    """(sd over seeds, its degrees of freedom, n, budget) of ``metric`` for the model of ``rows``: from its
+    own seeds where it has two or more, else from the seeds of the same model at another budget
+    (``noise_rows``, set by :func:`claims`); None where neither exists or the metric cannot be read there."""
+    own = rows if len(rows) >= 2 else rows["noise_rows"].iloc[0] if "noise_rows" in rows else None
+    if own is None or not isinstance(own, pd.DataFrame) or len(own) < 2:
+        return None
+    try:
+        v = np.array([METRICS[metric][0](r) for _, r in own.iterrows()], np.float64)
+    except (KeyError, TypeError):  # e.g. a nested L_1000 that records of that budget do not keep
+        return None
+    return float(v.std(ddof=1)), len(v) - 1, n, str(own["budget"].iloc[0])
+
+
+def _noise_rows(sub, df):
+    """``sub`` (one budget's rows of ``df``) with a ``noise_rows`` column: for a model with fewer than two
+    seeds there, its rows at the largest other budget (never smoke) that has two or more seeds of it."""
+    def other(r):
+        if ((sub["dataset"] == r["dataset"]) & (sub["variant"] == r["variant"]) & (sub["layers"] == r["layers"])
+                & (sub["finetune"] == r["finetune"])).sum() >= 2:
+            return None
+        same = df[(df["dataset"] == r["dataset"]) & (df["variant"] == r["variant"]) & (df["layers"] == r["layers"])
+                  & (df["finetune"] == r["finetune"])]
+        for b in BUDGET_ORDER:
+            if b not in (r["budget"], "smoke") and ((g := same[same["budget"] == b]).shape[0] >= 2):
+                return g
+        return None
+
+    sub = sub.copy()
+    sub["noise_rows"] = [other(r) for _, r in sub.iterrows()] if len(sub) else []
+    return sub
 
 
 def _claim(parts):
@@ -359,7 +398,7 @@ def _claim(parts):
         return "", "", ev.NOT_RUN
     name = lambda n, s: f"{n}: {s}" if n else s  # noqa: E731
     ours = "; ".join(name(n, p[0]) for n, p in parts)
-    none = "no interval: one seed and no per-image estimates (a record made before they were kept)"
+    none = "no interval: one seed, and no per-image values (a count, or a record made before they were kept)"
     if all(not p[1] for _, p in parts):  # said once, not once per depth
         ivs = none
     else:
@@ -488,7 +527,7 @@ def claims(df, figure: str | None = None) -> pd.DataFrame:
     rows: dict[str, list] = {}
     order: list[str] = []
     for b in BUDGET_ORDER:
-        sub = df[df["budget"] == b]
+        sub = _noise_rows(df[df["budget"] == b], df)
         for figs, claim, parts in _claim_list(sub):
             if figure is not None and figure not in figs:
                 continue

@@ -117,6 +117,35 @@ def test_a_lead_the_images_resolve_but_the_seeds_do_not_is_not_resolved(tmp_path
     assert "over 3 seeds" in c.loc[central, "interval (A - B, 95%)"]
 
 
+def test_widening_by_seed_noise_is_the_closed_form():
+    exact = evidence.Interval(0.5, 0.5, 0.5, 10_000, "images")  # a test set that leaves no doubt
+    iv = evidence.with_seed_noise(exact, [(0.1, 10**9, 1), (0.1, 10**9, 1)], "cpu")
+    assert iv.hi - 0.5 == pytest.approx(1.959964 * np.sqrt(0.02), rel=1e-4)  # known sds: a normal interval
+    iv = evidence.with_seed_noise(exact, [(0.1, 2, 1), (0.1, 2, 1)], "cpu")  # each sd from three seeds
+    assert iv.hi - 0.5 == pytest.approx(2.776445 * np.sqrt(0.02), rel=1e-4)  # Satterthwaite: 4 dof
+    img = evidence.Interval(0.5, 0.4, 0.6, 10_000, "images")
+    iv = evidence.with_seed_noise(img, [(0.0, 2, 1), (0.0, 2, 1)], "cpu")  # no training noise: unchanged
+    assert (iv.lo, iv.hi) == pytest.approx((0.4, 0.6)) and "seed noise measured at cpu" in str(iv)
+
+
+def test_one_seed_a_side_borrows_the_seed_noise_of_another_budget(tmp_path):
+    """The paper budget's models are trained once: a lead the test images resolve is still not resolved
+    when it is smaller than the seed-to-seed noise the same models show at the cpu budget."""
+    rows = [("mnist", "VAE+BN+WU", 5, "", -86.5, -82.70, AU5, KL5), ("mnist", "LVAE+BN+WU", 5, "", -85.5, -82.50, AU5, KL5)]
+    central = "... and on test L_K, the estimate of log p(x)"
+    paper = table(rows, tmp_path / "paper", n=10_000).assign(budget="paper", K=5000)
+    assert verdicts(paper)[central] == "holds"  # 0.2 nats, +-0.04 over images, and nothing else to go on
+    cpu = [("mnist", v, 5, "", l1 - 1, lk - 1, AU5, KL5) for _, v, _, _, l1, lk, _, _ in rows]
+    for spread, verdict in ((0.3, "not resolved"), (0.01, "holds")):
+        df = pd.concat([paper, seeds(cpu, tmp_path / f"cpu{spread}", shifts=(0.0, spread, -spread))], ignore_index=True)
+        c = report.claims(df).set_index(["claim", "budget"]).loc[(central, "paper")]
+        assert c["verdict"] == verdict, spread
+        assert "over 10,000 images, with the seed noise measured at cpu" in c["interval (A - B, 95%)"]
+    # one model against itself (the K gap) has no seed noise to borrow: the images decide
+    assert "seed noise" not in report.compare(paper.iloc[[1]], paper.iloc[[1]], "test_LK", metric_b="test_L1")[0] + \
+        str(report.compare(paper.iloc[[1]], paper.iloc[[1]], "test_LK", metric_b="test_L1")[1])
+
+
 def test_depth_is_judged_step_by_step(tmp_path):
     claim = "the LVAE improves with each added layer, 2→3→4→5 (test L_1, as the paper's text)"
     l1 = {2: -89.0, 3: -88.0, 4: -87.5, 5: -87.4}
