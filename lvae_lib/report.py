@@ -314,10 +314,16 @@ def _model(df, dataset, variant, layers, finetune=""):
               & (df["finetune"] == finetune)]
 
 
+def _vaes(df, dataset, layers):
+    """The rows of the bottom-up variants at this depth."""
+    return df[(df["dataset"] == dataset) & df["variant"].map(bottom_up).astype(bool) & (df["layers"] == layers)
+              & (df["finetune"] == "")]
+
+
 def _best_vae(df, dataset, layers, metric):
     """The rows of the bottom-up variant with the highest mean ``metric`` at this depth (chosen on the
     same records it is then compared on, as the paper's "best VAE" is)."""
-    d = df[(df["dataset"] == dataset) & df["variant"].map(bottom_up).astype(bool) & (df["layers"] == layers) & (df["finetune"] == "")]
+    d = _vaes(df, dataset, layers)
     if not len(d):
         return d
     value = METRICS[metric][0]
@@ -420,7 +426,10 @@ def _per_depth(df, metric, a, b=None, side=1, dataset="mnist", depths=range(2, 6
         rb = _best_vae(df, dataset, L, metric) if b is None else _model(df, dataset, b, L)
         if len(ra) and len(rb):
             text, ivs, v = compare(ra, rb, metric, side)
-            parts.append((f"L={L}", (text + (f" ({rb['variant'].iloc[0]})" if b is None else ""), ivs, v)))
+            if b is None:  # which VAE, and of how many run at this depth and budget
+                n = _vaes(df, dataset, L)["variant"].nunique()
+                text += f" ({rb['variant'].iloc[0]}" + (f", best of {n})" if n > 1 else ", the only VAE run)")
+            parts.append((f"L={L}", (text, ivs, v)))
     return parts
 
 

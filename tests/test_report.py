@@ -141,6 +141,9 @@ def test_one_seed_a_side_borrows_the_seed_noise_of_another_budget(tmp_path):
         c = report.claims(df).set_index(["claim", "budget"]).loc[(central, "paper")]
         assert c["verdict"] == verdict, spread
         assert "over 10,000 images, with the seed noise measured at cpu" in c["interval (A - B, 95%)"]
+        assert c["ours"].endswith("(VAE+BN+WU, the only VAE run)")  # the paper budget's "best VAE" is one model
+    cpu_row = report.claims(table(PAPERLIKE)).set_index(["claim", "budget"]).loc[(central, "cpu"), "ours"]
+    assert "L=5: -83.30 vs -83.40 (VAE+BN+WU, best of 3)" in cpu_row and "(VAE+BN+WU, the only VAE run)" in cpu_row
     # one model against itself (the K gap) has no seed noise to borrow: the images decide
     assert "seed noise" not in report.compare(paper.iloc[[1]], paper.iloc[[1]], "test_LK", metric_b="test_L1")[0] + \
         str(report.compare(paper.iloc[[1]], paper.iloc[[1]], "test_LK", metric_b="test_L1")[1])
