@@ -382,11 +382,10 @@ def _noise_rows(sub, df):
     """``sub`` (one budget's rows of ``df``) with a ``noise_rows`` column: for a model with fewer than two
     seeds there, its rows at the largest other budget (never smoke) that has two or more seeds of it."""
     def other(r):
-        if ((sub["dataset"] == r["dataset"]) & (sub["variant"] == r["variant"]) & (sub["layers"] == r["layers"])
-                & (sub["finetune"] == r["finetune"])).sum() >= 2:
+        model = (r["dataset"], r["variant"], r["layers"], r["finetune"])
+        if len(_model(sub, *model)) >= 2:
             return None
-        same = df[(df["dataset"] == r["dataset"]) & (df["variant"] == r["variant"]) & (df["layers"] == r["layers"])
-                  & (df["finetune"] == r["finetune"])]
+        same = _model(df, *model)
         for b in BUDGET_ORDER:
             if b not in (r["budget"], "smoke") and ((g := same[same["budget"] == b]).shape[0] >= 2):
                 return g
