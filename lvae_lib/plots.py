@@ -215,8 +215,9 @@ def layers_figure(df, variants=None, also=None):
         ax.set_xlabel("layers")
         ax.set_xticks(range(1, 6))
     axes[0].set_ylabel("log-likelihood bound (nats)")
-    n = _figure_legend(fig, axes, ncol=3)
-    fig.tight_layout(rect=(0, 0.08 * (1 + (n - 1) // 3), 1, 1))
+    ncol = 2 if extra is not None else 3  # the budget labels are long: three a row would widen the figure
+    n = _figure_legend(fig, axes, ncol=ncol)
+    fig.tight_layout(rect=(0, 0.08 * (1 + (n - 1) // ncol), 1, 1))
     return fig
 
 
