@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .config import DATASETS, PRESETS, TrainConfig, preset
-from .experiments import FIGURES, ROOT
+from .experiments import BUDGETS, FIGURES, ROOT
 
 EXECUTION_PAGE = ROOT / "notebooks" / "execution.ipynb"  # shows how every notebook ran (`figures` runs it last)
 
@@ -237,9 +237,9 @@ def main(argv=None) -> int:
                                    "records are skipped, interrupted runs resume from their checkpoints in runs/.")
     p.add_argument("target", nargs="+", choices=[*FIGURES, "all"], metavar="target",
                    help="fig2 ... fig9_10, table1, table2, or all; several are trained as one sweep, in the order given")
-    p.add_argument("--budget", default="cpu", choices=["smoke", "cpu", "paper"],
+    p.add_argument("--budget", default="cpu", choices=list(BUDGETS),
                    help="smoke (seconds, checks the code path), cpu (hours per model on a CPU), paper (the paper's "
-                        "protocol, for a GPU); default: %(default)s")
+                        "protocol: about 8 h per model on one CPU thread, 35 min on a shared GPU); default: %(default)s")
     p.add_argument("--device", type=device, default="cpu")
     p.add_argument("--seed", type=count(0), nargs="+", default=[0], metavar="SEED",
                    help="training seed(s); several (--seed 0 1 2) train every run once per seed (default: 0)")
