@@ -125,7 +125,7 @@ def execution_info(pm_meta: dict, declared: dict, parameters: dict, records: lis
     import papermill
     import torch
 
-    from .runner import git_commit
+    from .train import git_commit
 
     return {"executed": (pm_meta.get("end_time") or "")[:19].replace("T", " "),
             "seconds": round(float(pm_meta.get("duration") or 0.0), 1),

@@ -112,8 +112,10 @@ class Summary:
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where, when and by which code a record was made. ``epochs_by_device`` and ``replaces`` are absent
-    (``None``) in records made before they were kept; ``replaces`` names the record a refresh replaced."""
+    """Where, when and by which code a record was made. ``git_commit`` is the code of the process that
+    finished the record; a run resumed across commits or machines says which epochs ran under which in
+    ``epochs_by_commit`` and ``epochs_by_device``. Those two and ``replaces`` are absent (``None``) in
+    records made before they were kept; ``replaces`` names the record a refresh replaced."""
 
     wall_seconds: float
     train_seconds: float
@@ -123,6 +125,7 @@ class Provenance:
     threads: int | None
     date: str
     epochs_by_device: dict | None = None
+    epochs_by_commit: dict | None = None
     replaces: dict | None = None
 
 
@@ -160,7 +163,7 @@ class Record:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
         d["run"], d["summary"] = dataclasses.asdict(self.run), dataclasses.asdict(self.summary)
         d["provenance"] = {k: v for k, v in dataclasses.asdict(self.provenance).items()
-                           if v is not None or k not in ("epochs_by_device", "replaces")}
+                           if v is not None or k not in ("epochs_by_device", "epochs_by_commit", "replaces")}
         return d if self.checksums is not None else {k: v for k, v in d.items() if k != "checksums"}
 
 
@@ -266,7 +269,7 @@ class Store:
         return read(self.path(run, key), key, run.label)
 
     def metrics(self, run, key: str) -> pd.DataFrame:
-        return pd.read_csv(self.path(run, key) / "metrics.csv")
+        return pd.read_csv(self.path(run, key) / "metrics.csv", dtype={"device": str, "commit": str})  # 15e4311 is a commit
 
     def arrays(self, run, key: str) -> dict:
         with np.load(self.path(run, key) / "arrays.npz") as f:

@@ -2,14 +2,11 @@
 
 :func:`run_one` trains the run of the registry (:class:`lvae_lib.experiments.Run`) at a budget, unless its
 record is complete, then computes what the figures need from the trained model (:func:`derived`) and
-writes a :class:`lvae_lib.results.Record` with its provenance: the commit of the code (:func:`git_commit`),
-device, threads, torch, dates and seconds.
+writes a :class:`lvae_lib.results.Record` with its provenance: the commit of the code
+(:func:`lvae_lib.train.git_commit`; per epoch too, like the device), device, threads, torch, dates and seconds.
 """
 from __future__ import annotations
 
-import functools
-import os
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,26 +17,11 @@ import torch
 from . import analysis, results
 from .config import DATASETS, to_dict
 from .data import fixed_binarization, train_data
-from .experiments import DEFAULT_RESULTS, DEFAULT_WORK, NESTED_K, ROOT, Budget, Run, get_budget
+from .experiments import DEFAULT_RESULTS, DEFAULT_WORK, NESTED_K, Budget, Run, get_budget
 from .objectives import iw_bound
-from .train import device_label, train
+from .train import device_label, git_commit, train
 
 
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """The commit of the code this process runs: read once per process, when its first run starts (a
-    sweep's workers keep the code they imported), with ``+dirty`` if ``lvae_lib/`` differs from it.
-    A copy of the code without its ``.git`` (a cluster node, say) reads ``$LVAE_GIT_COMMIT``."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-
-    try:
-        head = git("rev-parse", "--short", "HEAD")
-        if head:
-            return head + ("+dirty" if git("status", "--porcelain", "--", "lvae_lib") else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return os.environ.get("LVAE_GIT_COMMIT", "unknown")
 
 
 def derived(model, run: Run, budget: Budget, data, progress=False) -> tuple[results.Summary, dict]:
@@ -118,6 +100,7 @@ def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_di
             wall_seconds=round(time.perf_counter() - t0, 1), train_seconds=round(sum(r["seconds"] for r in history), 1),
             device=device_label(device), torch=torch.__version__, git_commit=commit, threads=torch.get_num_threads(),
             date=time.strftime("%Y-%m-%d"),
-            epochs_by_device=dict(Counter(r.get("device", "unrecorded") for r in history))))
+            epochs_by_device=dict(Counter(r.get("device", "unrecorded") for r in history)),
+            epochs_by_commit=dict(Counter(r.get("commit", "unrecorded") for r in history))))
     store.write(run, key, record, history, arrays)
     return store.load(run, key)

@@ -37,7 +37,7 @@ from .data import TrainData
 from .model import LadderVAE
 from .objectives import loss_of
 from .train import (EXPLODED, DivergenceError, _rng_state, _set_rng_state, device_label, evaluate_epoch,
-                    make_optimizer, run_dir_lock, save_checkpoint, start)
+                    git_commit, make_optimizer, run_dir_lock, save_checkpoint, start)
 
 
 def stack_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> str:
@@ -154,6 +154,7 @@ def _train_stacked(cfg, tcs, data, run_dirs, device, progress, stop_after):
                         states[m]["kl_snapshots"][epoch + 1] = [u.tolist() for u in analysis.unit_kl(one, data.x_test)]
             rec["seconds"] = (time.perf_counter() - t0) / M  # each model's share of the stacked epoch
             rec["device"] = f"{where} (stack of {M})"
+            rec["commit"] = git_commit()
             states[m]["history"].append(rec)
             states[m]["epoch"] = epoch + 1
         bar.set_postfix(elbo=f"{float(elbo_sum.mean()) / n:.2f}")

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import math
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -71,6 +73,25 @@ def train_step(model: LadderVAE, opt: torch.optim.Optimizer, xb: torch.Tensor, b
 def device_label(device) -> str:
     """How records name a device: the GPU's model (``NVIDIA H100 80GB HBM3``), else the device string."""
     return torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else str(device)
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the code this process runs: read once per process, when its first run starts (a
+    sweep's workers keep the code they imported), with ``+dirty`` if ``lvae_lib/`` differs from it.
+    A copy of the code without its ``.git`` (a cluster node, say) reads ``$LVAE_GIT_COMMIT``."""
+    repo = Path(__file__).resolve().parents[1]
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        if head:
+            return head + ("+dirty" if git("status", "--porcelain", "--", "lvae_lib") else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return os.environ.get("LVAE_GIT_COMMIT", "unknown")
 
 
 def use_cuda_graphs(device) -> bool:
@@ -360,7 +381,8 @@ def _train(model_cfg, tc, data, ckpt_path, device, progress, stop_after, init_fr
         if epoch + 1 in tc.kl_snapshot_epochs:
             state["kl_snapshots"][epoch + 1] = [u.tolist() for u in analysis.unit_kl(model, data.x_test)]
         rec["seconds"] = time.perf_counter() - t0
-        rec["device"] = where  # a run resumed elsewhere says which epochs ran where
+        rec["device"] = where  # a run resumed elsewhere says which epochs ran where ...
+        rec["commit"] = git_commit()  # ... and a run resumed after a commit, under which code
         state["history"].append(rec)
         state["epoch"] = epoch + 1
         bar.set_postfix(elbo=f"{rec['train_elbo']:.2f}", beta=f"{beta:.2f}")

@@ -35,5 +35,6 @@ table(runs.groupby(["machine", "versions"], as_index=False)["notebook"].agg(", "
 
 # %% [markdown]
 # The notebooks read the records; the records were made by training runs whose own provenance
-# (device, threads, seconds, commit, date) is in each `record.json` and summed up in
-# {doc}`how_to_reproduce`.
+# (device, threads, seconds, commit, date; for a run resumed across machines or commits, how many
+# epochs ran on which device and under which commit) is in each `record.json`, per epoch in its
+# `metrics.csv`, and summed up in {doc}`how_to_reproduce`.

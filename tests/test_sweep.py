@@ -13,6 +13,7 @@ import pytest
 
 from lvae_lib import experiments as E
 from lvae_lib.sweep import sweep
+from lvae_lib.train import git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = [E.Run("mnist", "VAE", 1), E.Run("mnist", "LVAE+BN+WU", 2), E.Run("mnist", "VAE+BN", 2)]
@@ -68,11 +69,12 @@ def test_two_jobs_write_the_same_records_as_one(one_job, tmp_path):
     assert not again.done and len(again.skipped) == 3
 
 
-def test_records_say_which_device_ran_each_epoch(one_job):
+def test_records_say_which_device_and_which_code_ran_each_epoch(one_job):
     for rec in one_job.rglob("record.json"):
-        m = pd.read_csv(rec.parent / "metrics.csv")
-        assert set(m["device"]) == {"cpu"}
-        assert json.loads(rec.read_text())["provenance"]["epochs_by_device"] == {"cpu": len(m)}
+        m = pd.read_csv(rec.parent / "metrics.csv", dtype={"commit": str})
+        assert set(m["device"]) == {"cpu"} and set(m["commit"]) == {git_commit()}
+        prov = json.loads(rec.read_text())["provenance"]
+        assert prov["epochs_by_device"] == {"cpu": len(m)} and prov["epochs_by_commit"] == {git_commit(): len(m)}
 
 
 def test_records_keep_per_image_estimates_that_average_to_the_summary(one_job):
@@ -245,8 +247,9 @@ def test_a_stacked_sweep_writes_ordinary_records(tmp_path):
         st = json.loads((st_dir / "record.json").read_text())
         assert st.keys() == one.keys() and st["summary"].keys() == one["summary"].keys()
         assert st["key"] == one["key"] and st["train_cfg"] == one["train_cfg"]
-        m = pd.read_csv(st_dir / "metrics.csv")
+        m = pd.read_csv(st_dir / "metrics.csv", dtype={"commit": str})
         assert set(m["device"]) == {f"cpu (stack of {2 if 'LVAE' in r.label else 4})"}
+        assert set(m["commit"]) == {git_commit()} and st["provenance"]["epochs_by_commit"] == {git_commit(): len(m)}
         with np.load(st_dir / "arrays.npz") as a, np.load(st_dir.parent.parent.parent.parent / "plain" / "smoke" /
                                                           "mnist" / st_dir.name / "arrays.npz") as o:
             assert set(a.files) == set(o.files)

@@ -68,6 +68,17 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
         train(cfg, TrainConfig(epochs=5, batch_size=64), data, tmp_path / "a", progress=False)
 
 
+def test_a_run_resumed_under_other_code_says_which_epochs_ran_under_which(tmp_path, monkeypatch):
+    import lvae_lib.train as T
+    cfg, _ = preset("VAE", n_layers=1, **SMALL)
+    tc = TrainConfig(epochs=3, batch_size=64, checkpoint_every=1)
+    monkeypatch.setattr(T, "git_commit", lambda: "aaa1111")
+    train(cfg, tc, synthetic(), tmp_path, progress=False, stop_after=2)
+    monkeypatch.setattr(T, "git_commit", lambda: "15e4311")  # the next commit; a hash pandas would read as a float
+    _, st = train(cfg, tc, synthetic(), tmp_path, progress=False)
+    assert [r["commit"] for r in st["history"]] == ["aaa1111", "aaa1111", "15e4311"]
+
+
 def test_a_nan_stops_training_naming_epoch_and_layer_and_keeps_the_checkpoint(tmp_path):
     cfg, _ = preset("VAE", n_layers=2, dataset="norb", **SMALL)
     d = synthetic(d=1024)
