@@ -269,7 +269,8 @@ class Store:
         return read(self.path(run, key), key, run.label)
 
     def metrics(self, run, key: str) -> pd.DataFrame:
-        return pd.read_csv(self.path(run, key) / "metrics.csv", dtype={"device": str, "commit": str})  # 15e4311 is a commit
+        # as strings: a commit like 15e4311 would read as a float
+        return pd.read_csv(self.path(run, key) / "metrics.csv", dtype={"device": str, "commit": str})
 
     def arrays(self, run, key: str) -> dict:
         with np.load(self.path(run, key) / "arrays.npz") as f:

@@ -22,8 +22,6 @@ from .objectives import iw_bound
 from .train import device_label, git_commit, train
 
 
-
-
 def derived(model, run: Run, budget: Budget, data, progress=False) -> tuple[results.Summary, dict]:
     """The summary numbers and the small arrays (:data:`lvae_lib.results.ARRAYS`) the figures need,
     from a trained model; ``progress`` shows a bar for L_K, the long part (about 30 min at the paper
