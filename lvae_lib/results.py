@@ -64,6 +64,12 @@ def read(folder: Path, key: str | None = None, label: str | None = None) -> "Rec
         raise BadRecord(f"{folder / 'record.json'} is not a record of this format ({e}); not used") from None
 
 
+def read_metrics(folder: Path) -> pd.DataFrame:
+    """The per-epoch rows in ``folder``'s ``metrics.csv``; device and commit as strings (a commit such as
+    15e4311 would otherwise read as a float)."""
+    return pd.read_csv(Path(folder) / "metrics.csv", dtype={"device": str, "commit": str})
+
+
 def check(folder: Path, rec: dict, key: str | None = None, label: str | None = None) -> None:
     """Raise :class:`BadRecord` naming ``folder`` if its files differ from their checksums, or if the
     record belongs to another run than the folder's ``label``/``key``."""
@@ -162,8 +168,9 @@ class Record:
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
         d["run"], d["summary"] = dataclasses.asdict(self.run), dataclasses.asdict(self.summary)
+        later = {f.name for f in dataclasses.fields(Provenance) if f.default is None}  # absent from older records
         d["provenance"] = {k: v for k, v in dataclasses.asdict(self.provenance).items()
-                           if v is not None or k not in ("epochs_by_device", "epochs_by_commit", "replaces")}
+                           if v is not None or k not in later}
         return d if self.checksums is not None else {k: v for k, v in d.items() if k != "checksums"}
 
 
@@ -269,8 +276,8 @@ class Store:
         return read(self.path(run, key), key, run.label)
 
     def metrics(self, run, key: str) -> pd.DataFrame:
-        # as strings: a commit like 15e4311 would read as a float
-        return pd.read_csv(self.path(run, key) / "metrics.csv", dtype={"device": str, "commit": str})
+        """The per-epoch rows of ``run`` (:func:`read_metrics`)."""
+        return read_metrics(self.path(run, key))
 
     def arrays(self, run, key: str) -> dict:
         with np.load(self.path(run, key) / "arrays.npz") as f:

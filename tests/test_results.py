@@ -59,11 +59,11 @@ def test_store_writes_atomically(tmp_path, monkeypatch):
         st.write(run, "k1", fake_record(run, "k1"), [{"epoch": 1}], {"a": np.zeros(2)})
     assert not st.complete(run, "k1") and not list(tmp_path.rglob("record.json"))
     monkeypatch.undo()
-    p = st.write(run, "k1", fake_record(run, "k1", test_LK=-80.5), [{"epoch": 1, "train_elbo": -1.5}],
-                 {"a": np.arange(3)})
+    p = st.write(run, "k1", fake_record(run, "k1", test_LK=-80.5),
+                 [{"epoch": 1, "train_elbo": -1.5, "commit": "15e4311"}], {"a": np.arange(3)})
     assert st.complete(run, "k1") and p.name == "VAE-L1-k1"
     assert st.load(run, "k1").summary.test_LK == -80.5 and st.load(run, "k1").path == str(p)
-    assert st.metrics(run, "k1")["train_elbo"].tolist() == [-1.5]
+    assert st.metrics(run, "k1")[["train_elbo", "commit"]].values.tolist() == [[-1.5, "15e4311"]]
     assert st.arrays(run, "k1")["a"].tolist() == [0, 1, 2]
     assert not [q for q in p.parent.iterdir() if q.name.startswith(".")]  # no temporary folders left
     umask = os.umask(0)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from lvae_lib import experiments as E
+from lvae_lib.results import read_metrics
 from lvae_lib.sweep import sweep
 from lvae_lib.train import git_commit
 
@@ -32,7 +33,7 @@ def records(results: Path) -> dict:
     out = {}
     for rec in sorted(results.rglob("record.json")):
         r = json.loads(rec.read_text())
-        m = pd.read_csv(rec.parent / "metrics.csv").drop(columns=["seconds"])
+        m = read_metrics(rec.parent).drop(columns=["seconds"])
         with np.load(rec.parent / "arrays.npz") as a:
             arrays = {k: a[k] for k in a.files}
         out[rec.parent.name] = (r["summary"], r["model_cfg"], r["train_cfg"], m, arrays)
@@ -71,7 +72,7 @@ def test_two_jobs_write_the_same_records_as_one(one_job, tmp_path):
 
 def test_records_say_which_device_and_which_code_ran_each_epoch(one_job):
     for rec in one_job.rglob("record.json"):
-        m = pd.read_csv(rec.parent / "metrics.csv", dtype={"commit": str})
+        m = read_metrics(rec.parent)
         assert set(m["device"]) == {"cpu"} and set(m["commit"]) == {git_commit()}
         prov = json.loads(rec.read_text())["provenance"]
         assert prov["epochs_by_device"] == {"cpu": len(m)} and prov["epochs_by_commit"] == {git_commit(): len(m)}
@@ -247,7 +248,7 @@ def test_a_stacked_sweep_writes_ordinary_records(tmp_path):
         st = json.loads((st_dir / "record.json").read_text())
         assert st.keys() == one.keys() and st["summary"].keys() == one["summary"].keys()
         assert st["key"] == one["key"] and st["train_cfg"] == one["train_cfg"]
-        m = pd.read_csv(st_dir / "metrics.csv", dtype={"commit": str})
+        m = read_metrics(st_dir)
         assert set(m["device"]) == {f"cpu (stack of {2 if 'LVAE' in r.label else 4})"}
         assert set(m["commit"]) == {git_commit()} and st["provenance"]["epochs_by_commit"] == {git_commit(): len(m)}
         with np.load(st_dir / "arrays.npz") as a, np.load(st_dir.parent.parent.parent.parent / "plain" / "smoke" /
