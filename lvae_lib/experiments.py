@@ -44,6 +44,7 @@ class Budget:
     finetune_decay_every: int = 0
     kl_snapshots: tuple = ()  # fractions of training at which per-unit KL is stored (Fig. 4)
     analysis_images: int = 2000  # test images for active units, PCA
+    keep_weights: bool = False  # the record keeps its model (results.WEIGHTS, about 7 MB): the paper's budget
 
     def epochs(self, dataset: str) -> int:
         """Training epochs of a ``dataset`` run at this budget."""
@@ -58,7 +59,7 @@ BUDGETS = {
                   eval_every=10, finetune_epochs=20, finetune_decay_every=2, kl_snapshots=(0.05, 0.1, 0.25, 0.5, 1.0)),
     "paper": Budget("paper", epoch_fraction=1.0, fixed_epochs=0, warmup_fraction=0.1, eval_k=5000,
                     eval_every=20, finetune_epochs=2000, finetune_decay_every=200,
-                    kl_snapshots=(0.05, 0.1, 0.25, 0.5, 1.0)),
+                    kl_snapshots=(0.05, 0.1, 0.25, 0.5, 1.0), keep_weights=True),
 }
 
 

@@ -1,7 +1,9 @@
 """The results store: one folder per run under ``results/<budget>/<dataset>/<label>-<key>/``.
 
 Each record holds ``record.json`` (configs, summary, provenance: a :class:`Record`, read by :func:`read`),
-``metrics.csv`` (per epoch) and ``arrays.npz`` (per-unit KL, PCA projections, image grids: :data:`ARRAYS`).
+``metrics.csv`` (per epoch) and ``arrays.npz`` (per-unit KL, PCA projections, image grids: :data:`ARRAYS`);
+records of budgets that keep weights (the paper's) also hold ``model.safetensors`` (:data:`WEIGHTS`, fp32, read
+back with :meth:`Record.load_model`).
 A record is written into a temporary folder and renamed into place, with ``record.json`` the marker of completeness,
 so a half-written record is never read as complete. ``record.json`` carries the checksums of its own
 content and of the other files (:func:`seal`); a record that changed after it was written, or that lies
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 
 class BadRecord(ValueError):
@@ -153,6 +156,30 @@ class Record:
     path: str | None = field(default=None, compare=False)  # the folder it was read from (not stored)
 
     @property
+    def has_weights(self) -> bool:
+        """Whether the record keeps its trained model's weights (:data:`WEIGHTS`)."""
+        return self.path is not None and (Path(self.path) / WEIGHTS).exists()
+
+    def load_model(self, device="cpu"):
+        """The record's trained model (a :class:`lvae_lib.model.LadderVAE`) in evaluation mode on ``device``,
+        from its :data:`WEIGHTS` (checked by the record's checksums when it was read)."""
+        from safetensors.torch import load_file
+
+        from .config import ModelConfig
+        from .model import LadderVAE
+
+        if not self.has_weights:
+            raise FileNotFoundError(f"{self.path or self.run.label}: this record keeps no {WEIGHTS} (only records "
+                                    f"of budgets with keep_weights, the paper's, do); train it again to get one")
+        model = LadderVAE(ModelConfig(**self.model_cfg))
+        try:
+            model.load_state_dict(load_file(Path(self.path) / WEIGHTS))
+        except Exception as e:  # noqa: BLE001 - a torn or foreign file: name it
+            raise BadRecord(f"{Path(self.path) / WEIGHTS} does not hold this record's model ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:200]})") from None
+        return model.to(device).eval()
+
+    @property
     def epochs(self) -> int:
         """Training epochs in all: the base run's, and the fine-tuning's where there is one."""
         return self.train_cfg["epochs"] + ((self.finetune_cfg or {}).get("epochs") or 0)
@@ -186,6 +213,18 @@ ARRAYS = {
     "kl_snapshot_e{e}_l{l}": "per-unit KL of layer l after epoch e (Fig. 4)",
     "samples": "prior samples (5-layer models), uint8", "data": "test images", "reconstructions": "of them",
 }
+
+
+# the trained model's parameters and batch-norm statistics, fp32, in records whose budget keeps them
+WEIGHTS = "model.safetensors"
+
+
+def weights_bytes(model) -> bytes:
+    """A model's state as the bytes of :data:`WEIGHTS` (fp32 and on the CPU, whatever it was trained on)."""
+    from safetensors.torch import save
+
+    return save({k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+                 for k, v in model.state_dict().items()})
 
 
 def kl_snapshot_name(epoch: int, layer: int) -> str:
@@ -255,12 +294,15 @@ class Store:
             if tmp.exists():
                 shutil.rmtree(tmp)
 
-    def write(self, run, key: str, record: Record, history: list[dict], arrays: dict) -> Path:
+    def write(self, run, key: str, record: Record, history: list[dict], arrays: dict, model=None) -> Path:
+        """Write a record; with ``model``, its weights too (:data:`WEIGHTS`)."""
         if not isinstance(record, Record):
             raise TypeError(f"Store.write takes a results.Record, got {type(record).__name__}")
         with self._atomic(run, key) as tmp:
             pd.DataFrame(history).to_csv(tmp / "metrics.csv", index=False, float_format="%.5g")
             np.savez_compressed(tmp / "arrays.npz", **arrays)
+            if model is not None:
+                (tmp / WEIGHTS).write_bytes(weights_bytes(model))
             _write_json(tmp, record)
         return self.path(run, key)
 

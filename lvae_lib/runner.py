@@ -7,6 +7,7 @@ writes a :class:`lvae_lib.results.Record` with its provenance: the commit of the
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from pathlib import Path
@@ -100,5 +101,45 @@ def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_di
             date=time.strftime("%Y-%m-%d"),
             epochs_by_device=dict(Counter(r.get("device", "unrecorded") for r in history)),
             epochs_by_commit=dict(Counter(r.get("commit", "unrecorded") for r in history))))
-    store.write(run, key, record, history, arrays)
+    store.write(run, key, record, history, arrays, model=model if b.keep_weights else None)
     return store.load(run, key)
+
+
+def attach_weights(run: Run, budget: str | Budget, checkpoint, results_dir=DEFAULT_RESULTS, data_root=None) -> Path:
+    """Add the weights of ``run``'s final ``checkpoint`` to its committed record, which was written before
+    records kept them; its key, numbers and files stay as they are (the checksums gain the weights).
+
+    The checkpoint must be the record's model: the same configs, the last epoch, and, drawn from the
+    checkpoint's random state as :func:`derived` drew them, the record's own train and test L_1 (exactly,
+    up to float rounding); anything else is refused with the numbers that differ.
+    """
+    b = get_budget(budget) if isinstance(budget, str) else budget
+    store = results.Store(results_dir, b.name)
+    key = run.key(b)
+    rec = store.load(run, key)
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if ck["model_cfg"] != rec.model_cfg or ck["train_cfg"] != rec.train_cfg or ck["epoch"] != rec.train_cfg["epochs"]:
+        raise ValueError(f"{checkpoint} (epoch {ck['epoch']}) is not the final checkpoint of {rec.path}")
+    from .config import ModelConfig
+    from .model import LadderVAE
+
+    model = LadderVAE(ModelConfig(**rec.model_cfg))
+    model.load_state_dict(ck["model"])
+    model.eval()
+    torch.set_rng_state(ck["rng"]["cpu"])
+    data = train_data(run.dataset, data_root).subset(rec.train_cfg["train_subset"], rec.train_cfg["test_subset"])
+    x_train = data.x_train[:10_000]
+    x_train = fixed_binarization(x_train) if data.binarize else x_train
+    got = (float(iw_bound(model, x_train, k=1, batch_size=1000, progress=False).mean()),
+           float(iw_bound(model, data.x_test, k=1, batch_size=1000, progress=False).mean()))
+    want = (rec.summary.train_L1, rec.summary.test_L1)
+    if max(abs(g - w) for g, w in zip(got, want)) > 1e-6:
+        raise ValueError(f"{checkpoint} does not reproduce {rec.path}: train/test L_1 {got} against the record's {want}")
+    folder = store.path(run, key)
+    with store._atomic(run, key) as tmp:
+        for f in folder.iterdir():
+            (tmp / f.name).write_bytes(f.read_bytes())
+        (tmp / results.WEIGHTS).write_bytes(results.weights_bytes(model))
+    after = store.load(run, key)
+    assert dataclasses.replace(after, checksums=None) == dataclasses.replace(rec, checksums=None)
+    return folder

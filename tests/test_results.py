@@ -5,6 +5,8 @@ import os
 import numpy as np
 import pytest
 
+from pathlib import Path
+
 from lvae_lib import experiments as E, paper
 from lvae_lib.notebooks import resolve_budget
 from lvae_lib.results import Provenance, Record, RunInfo, Store, Summary
@@ -159,3 +161,63 @@ def test_figures_draw_the_paper_budgets_models_beside_their_own(tmp_path):
     at_paper = both[both["budget"] == "paper"]
     at_paper.attrs.update(budget="paper")
     assert beside_paper(at_paper) is at_paper  # a figure at the paper budget draws its records once
+
+
+def _data_dir():
+    from pathlib import Path
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not os.environ.get("LVAE_DATA_DIR") and not shared.exists():
+        pytest.skip("needs MNIST: set LVAE_DATA_DIR")
+    return os.environ.get("LVAE_DATA_DIR", str(shared))
+
+
+@pytest.mark.slow
+def test_weights_are_kept_where_the_budget_says_and_attached_only_from_the_records_own_checkpoint(tmp_path):
+    """A budget with keep_weights writes model.safetensors into the record (under its checksums); the loaded
+    model is the trained one; attach_weights adds them to an older record only from its own final checkpoint."""
+    import dataclasses
+
+    import torch
+
+    from lvae_lib import results
+    from lvae_lib.runner import attach_weights, run_one
+
+    root = _data_dir()
+    keep = dataclasses.replace(E.get_budget("smoke"), name="keep", keep_weights=True)
+    run = E.Run("mnist", "LVAE+BN+WU", 2)
+    rec = run_one(run, keep, tmp_path / "res", tmp_path / "runs", progress=False, data_root=root)
+    assert rec.has_weights and results.WEIGHTS in rec.checksums
+    model = rec.load_model()
+    ck = torch.load(tmp_path / "runs" / "keep" / run.key(keep) / "checkpoint.pt", weights_only=True)
+    torch.testing.assert_close(model.state_dict(), ck["model"], rtol=0, atol=0)
+    assert not model.training
+    # a record of a budget that does not keep them has none, and says how to get them
+    plain = dataclasses.replace(keep, name="plain", keep_weights=False)
+    rec2 = run_one(run, plain, tmp_path / "res", tmp_path / "runs", progress=False, data_root=root)
+    assert not rec2.has_weights
+    with pytest.raises(FileNotFoundError, match="keeps no model.safetensors"):
+        rec2.load_model()
+    # another run's checkpoint is refused; its own is attached without changing a number
+    other = E.Run("mnist", "LVAE+BN+WU", 2, seed=1)
+    run_one(other, plain, tmp_path / "res", tmp_path / "runs", progress=False, data_root=root)
+    with pytest.raises(ValueError, match="not the final checkpoint|does not reproduce"):
+        attach_weights(run, plain, tmp_path / "runs" / "plain" / other.key(plain) / "checkpoint.pt", tmp_path / "res",
+                       data_root=root)
+    attach_weights(run, plain, tmp_path / "runs" / "plain" / run.key(plain) / "checkpoint.pt", tmp_path / "res",
+                   data_root=root)
+    after = Store(tmp_path / "res", "plain").load(run, run.key(plain))
+    assert after.summary == rec2.summary and after.has_weights
+    # tampered weights are named by the checksums
+    w = Path(after.path) / results.WEIGHTS
+    w.write_bytes(w.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(results.BadRecord, match="model.safetensors changed"):
+        Store(tmp_path / "res", "plain").load(run, run.key(plain))
+
+
+def test_committed_paper_records_keep_their_weights():
+    from lvae_lib import results
+    for rec_json in sorted((E.DEFAULT_RESULTS / "paper").rglob("record.json")):
+        rec = results.read(rec_json.parent)
+        assert rec.has_weights, f"{rec_json.parent} has no weights"
+        m = rec.load_model()
+        assert m.cfg.n_layers == rec.run.layers and m.cfg.inference == E.VARIANTS[rec.run.variant].inference
