@@ -12,13 +12,15 @@ depend on the pixel values):
   K = 5000 and the projected time for the 10,000 MNIST test images;
 * optionally (``--processes 2``) the throughput of several one-thread training processes at
   once, the way ``run --jobs`` spreads a sweep over the cores;
-* the **stacked step** (:mod:`lvae_lib.stacked`) of M models at once, per model (M = 1, 4 on a CPU;
-  1, 4, 8, 16 on a GPU).
+* the **step in each mode** (:func:`time_modes`): eager and compiled, in each precision, one model and a
+  stack of M (M = 1, 4 on a CPU; 1, 4, 16 on a GPU), per model, with the ratio to today's eager fp32
+  step measured in the same run, the compile time, and the projected hours of one paper-budget model.
 
 Every row is written to a CSV (default ``results/bench/<device>.csv``) that the book reads.
 """
 from __future__ import annotations
 
+import copy
 import multiprocessing as mp
 import os
 import platform
@@ -37,6 +39,7 @@ from .reference import ReferenceVAE, reference_epoch, reference_loader
 from .train import GraphedStep, epoch_batches, make_optimizer, train_step, use_cuda_graphs
 
 BATCH = 256
+PAPER_STEPS = 2000 * -(-60000 // BATCH)  # training steps of one paper-budget MNIST model
 
 
 def _sync(device):
@@ -112,27 +115,48 @@ def time_training(variant: str, steps: int, device="cpu", repeats: int = 3, seed
     return {"flops": flops, **{k: statistics.median(v) for k, v in t.items() if v}}
 
 
-def time_stacked(variant: str, steps: int, sizes=(1, 4), device="cpu", repeats: int = 3, seed: int = 0) -> dict:
-    """Seconds per stacked step (:class:`lvae_lib.stacked.StackedStep`) of M 5-layer ``variant`` models,
-    for each M in ``sizes``; divide by M for the cost of one model's step."""
+def modes(device) -> list[tuple[str, bool]]:
+    """The (precision, compiled) pairs the benchmark times on ``device``, eager fp32 (today's step) first."""
+    cuda = torch.device(device).type == "cuda"
+    return [("fp32", False), ("fp32", True)] + ([("tf32", True)] if cuda else []) + [("bf16", False), ("bf16", True)]
+
+
+def time_modes(variant: str, steps: int, sizes=(1, 4), device="cpu", repeats: int = 3, seed: int = 0,
+               which=None) -> list[dict]:
+    """Seconds per step of ``variant`` (5 layers, batch 256) for each (precision, compiled) of :func:`modes`
+    and each stack size M in ``sizes`` (M = 1: :class:`lvae_lib.step.SingleStep`; more:
+    :class:`lvae_lib.stacked.StackedStep`); with the compile time of the compiled ones. Each mode is timed
+    on its own copy of the same models, so the modes are compared in one process, side by side."""
     from .config import TrainConfig
-    from .stacked import StackedStep, _noise_shapes
+    from .stacked import StackedStep
+    from .step import SingleStep, noise_shapes
 
     cfg, _ = preset(variant, 5)
-    out = {}
+    rows = []
     for m in sizes:
         torch.manual_seed(seed)
-        step = StackedStep([LadderVAE(cfg).to(device) for _ in range(m)], TrainConfig(), device)
+        models = [LadderVAE(cfg).to(device) for _ in range(m)]
         x = torch.bernoulli(torch.rand(m, BATCH, cfg.x_dim, device=device))
-        betas = torch.ones(m, device=device)
+        eps = [torch.randn(m, *shape, device=device) for shape in noise_shapes(cfg, BATCH)]
+        for prec, compiled in which or modes(device):
+            tc = TrainConfig(batch_size=BATCH, precision=prec)
+            ms = [copy.deepcopy(mod) for mod in models]
+            step = (SingleStep(ms[0], make_optimizer(ms[0], 1e-3), tc, device, compiled) if m == 1
+                    else StackedStep(ms, tc, device, compiled))
+            t0 = time.perf_counter()
+            step(x, eps, [1.0] * m)  # the first call compiles
+            _sync(device)
+            first = time.perf_counter() - t0
 
-        def run(n=steps):
-            for _ in range(n):
-                step(x, [torch.randn(m, *shape, device=device) for shape in _noise_shapes(cfg, BATCH)], betas)
+            def run(n=steps):
+                for _ in range(n):
+                    step(x, eps, [1.0] * m)
 
-        run(2)  # warm-up
-        out[m] = statistics.median(_timed(run, device) / steps for _ in range(repeats))
-    return out
+            run(3)  # warm-up
+            sec = statistics.median(_timed(run, device) / steps for _ in range(repeats))
+            rows.append({"M": m, "precision": prec, "compiled": compiled, "seconds": sec,
+                         "compile_s": first if compiled else 0.0, "mode": getattr(step, "mode", "")})
+    return rows
 
 
 def _worker(args):
@@ -208,8 +232,9 @@ def device_name(device) -> str:
 
 def run_benchmark(device="cpu", steps: int = 40, repeats: int = 3, k: int = 5000, images: int = 20,
                   processes: int = 0, out: str | Path | None = None, variants=("VAE+BN+WU", "LVAE+BN+WU"),
-                  profile: bool = False):
-    """Run every measurement, print a table and write it as CSV; returns the DataFrame."""
+                  profile: bool = False, which=None, sizes=None):
+    """Run every measurement, print a table and write it as CSV; returns the DataFrame. ``which``: the
+    (precision, compiled) pairs to time (default: every one of :func:`modes`); ``sizes``: the stack sizes M."""
     threads = torch.get_num_threads()
     peak = sgemm_peak(device)
     rows = [{"what": "sgemm peak", "model": "", "impl": "matmul 2048^3", "gflops": peak, "pct_peak": 100.0}]
@@ -234,13 +259,22 @@ def run_benchmark(device="cpu", steps: int = 40, repeats: int = 3, k: int = 5000
                          "pct_peak": 100 * g / peak, "speedup_vs_reference": r["reference_s"] * rate})
             print(f"{v:11s} {processes} procs  {1e3 / rate:7.1f} ms/step (aggregate)  {g:6.1f} GFLOP/s  "
                   f"{100 * g / peak:5.1f}% of peak", flush=True)
-        for m, sec in time_stacked(v, steps, (1, 4) if device == "cpu" else (1, 4, 8, 16), device, repeats).items():
+        base = None
+        for t in time_modes(v, steps, sizes or ((1, 4) if torch.device(device).type == "cpu" else (1, 4, 16)),
+                            device, repeats, which=which):
+            m, sec = t["M"], t["seconds"]
+            if m == 1 and t["precision"] == "fp32" and not t["compiled"]:
+                base = sec  # today's fp32 step, measured in this run: the yardstick of the others
             g = r["flops"] * m / sec / 1e9
-            rows.append({"what": "train step", "model": v, "impl": f"stacked, M={m} (per model)",
-                         "ms_per_step": 1e3 * sec / m, "epoch_s_60k": sec / m * 60000 / BATCH, "gflops": g,
-                         "pct_peak": 100 * g / peak, "speedup_vs_reference": r["reference_s"] * m / sec})
-            print(f"{v:11s} stacked M={m:<2d} {1e3 * sec / m:7.1f} ms/step per model  {g:6.1f} GFLOP/s  "
-                  f"{100 * g / peak:5.1f}% of peak", flush=True)
+            impl = f"{'compiled' if t['compiled'] else 'eager'} {t['precision']}" + (f", stack of {m}" if m > 1 else "")
+            rows.append({"what": "train step", "model": v, "impl": impl, "M": m, "precision": t["precision"],
+                         "compiled": t["compiled"], "ms_per_step": 1e3 * sec / m, "epoch_s_60k": sec / m * 60000 / BATCH,
+                         "gflops": g, "pct_peak": 100 * g / peak, "speedup_vs_reference": r["reference_s"] * m / sec,
+                         "speedup_vs_fp32_step": base * m / sec if base else float("nan"),
+                         "paper_model_hours": sec / m * PAPER_STEPS / 3600, "compile_s": t["compile_s"]})
+            print(f"{v:11s} {impl:24s} {1e3 * sec / m:7.1f} ms/step per model  {g:6.1f} GFLOP/s  x{base * m / sec:.2f} "
+                  f"vs fp32 step  {sec / m * PAPER_STEPS / 3600:5.2f} h a paper model"
+                  + (f"  (compile {t['compile_s']:.0f} s)" if t["compiled"] else ""), flush=True)
     e = time_iw_bound(k, images, device)
     g = e["flops"] / e["seconds"] / 1e9
     rows.append({"what": f"L_{k}", "model": "LVAE+BN+WU", "impl": "library", "images_per_s": e["images_per_s"],

@@ -80,6 +80,23 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="LVAE: separate top-down MLPs for inference (the authors' released code); default shares them")
     p.add_argument("--device", type=device, default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="folder with the data files (else $LVAE_DATA_DIR, then the cache)")
+    _add_step_args(p)
+
+
+COMPILE = {"auto": None, "on": True, "off": False}
+
+
+def _add_step_args(p: argparse.ArgumentParser) -> None:
+    """How the training step computes: one definition for `train` and `run`."""
+    from .config import PRECISIONS
+
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                   help="the training step's precision: " + "; ".join(f"{k}: {v}" for k, v in PRECISIONS.items())
+                        + ". Part of the run's key, so records of each precision are kept apart (default: %(default)s)")
+    p.add_argument("--compile", default="off", choices=list(COMPILE),
+                   help="the training step through torch.compile: auto compiles runs of 20,000 steps or more (a "
+                        "minute of compiling), on always, off never. Off by default: the committed records were "
+                        "made by the eager step, and a compiled one differs from it by rounding (default: %(default)s)")
 
 
 def cmd_train(a) -> int:
@@ -92,9 +109,9 @@ def cmd_train(a) -> int:
     mcfg, warm = preset(a.preset, a.layers, a.dataset, share_top_down=not a.no_share)
     tcfg = TrainConfig(epochs=a.epochs, warmup_epochs=a.warmup if warm else 0, lr=a.lr, batch_size=a.batch_size,
                        mc_samples=a.mc, iw_samples=a.iw, eval_every=a.eval_every, seed=a.seed,
-                       train_subset=a.train_subset, test_subset=a.test_subset)
+                       train_subset=a.train_subset, test_subset=a.test_subset, precision=a.precision)
     run = Path(a.run_dir)
-    model, state = train(mcfg, tcfg, train_data(a.dataset, a.data_dir), run, device=a.device)
+    model, state = train(mcfg, tcfg, train_data(a.dataset, a.data_dir), run, device=a.device, compile=COMPILE[a.compile])
     pd.DataFrame(state["history"]).to_csv(run / "metrics.csv", index=False)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, run / "model.safetensors")
     (run / "config.json").write_text(json.dumps({"model": state["model_cfg"], "train": state["train_cfg"],
@@ -182,11 +199,12 @@ def cmd_run(a) -> int:
                   f"choose from {', '.join(sorted(labels))}", file=sys.stderr)
             return 2
         runs = [r for label in dict.fromkeys(a.only) for r in runs if r.label == label]  # in the order given
-    runs = [replace(r, seed=s) for s in a.seed for r in runs]
+    runs = [replace(r, seed=s, precision=a.precision) for s in a.seed for r in runs]
     try:
         rep = sweep(runs, a.budget, jobs=a.jobs, backend=a.backend, address=a.address, device=a.device,
                     threads=a.threads, num_gpus=a.num_gpus, retries=a.retries, results_dir=a.results_dir,
-                    work_dir=a.work_dir, data_root=a.data_dir, refresh=a.refresh, stack=a.stack)
+                    work_dir=a.work_dir, data_root=a.data_dir, refresh=a.refresh, stack=a.stack,
+                    compile=COMPILE[a.compile])
     except KeyboardInterrupt:
         print("\ninterrupted: the records written so far are complete, the runs in progress left their "
               "checkpoints; run the same command again to continue", file=sys.stderr)
@@ -262,6 +280,7 @@ def main(argv=None) -> int:
     p.add_argument("--address", default=None, help="Ray cluster: auto, ray://host:10001, ... (default: start a local one)")
     p.add_argument("--num-gpus", type=real(0, strict=False), default=0.0, help="Ray: GPUs per task; 0.25 puts four runs on a card")
     p.add_argument("--retries", type=count(0), default=1, help="attempts after a failure before a run is reported failed")
+    _add_step_args(p)
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("figures", help="re-execute notebooks in place with papermill and sync their .py pairs")
     p.add_argument("notebooks", nargs="+", help="paths of .ipynb files")
@@ -284,6 +303,8 @@ def main(argv=None) -> int:
     p.add_argument("--profile", action="store_true", help="also print (and save) torch.profiler's top operators of a step")
     p.set_defaults(fn=cmd_bench)
     a = ap.parse_args(argv)
+    if getattr(a, "precision", None) == "tf32" and not str(a.device).startswith("cuda"):
+        ap.error(f"--precision tf32 needs --device cuda (TF32 is a GPU tensor-core format), not {a.device}")
     from .data import DataError
     from .train import CheckpointError, DivergenceError
 

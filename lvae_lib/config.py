@@ -60,6 +60,19 @@ class ModelConfig:
         return self.hidden_sizes[: self.n_layers]
 
 
+# The training step's precision policy (:mod:`lvae_lib.step`). Weights, Adam's state, the Gaussian heads,
+# the precision-weighted merge, every log-probability and the loss stay fp32 in all of them.
+PRECISIONS = {
+    "fp32": "every operation in fp32 (every record before precision was a choice)",
+    "bf16": "the matmuls inside the MLPs in bfloat16 (inputs and weights cast, fp32 output); CPU or GPU",
+    "tf32": "fp32 matmuls on TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32); GPUs only",
+}
+
+# fields added to a config after records were made with it: left out of its dict (its key, its checkpoints)
+# while at these defaults, so that every earlier record and checkpoint keeps its key
+ADDED_LATER = {"precision": "fp32"}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How one model is trained and evaluated (nanoGPT style: one script, any budget)."""
@@ -79,9 +92,13 @@ class TrainConfig:
     test_subset: int = 0  # likewise for the test set
     seed: int = 0
     checkpoint_every: int = 10  # epochs between checkpoints
+    # how the training step computes (:data:`PRECISIONS`); evaluation is always fp32
+    precision: str = "fp32"
 
     def __post_init__(self):
         object.__setattr__(self, "kl_snapshot_epochs", tuple(self.kl_snapshot_epochs))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("epochs", "batch_size", "mc_samples", "iw_samples", "eval_k", "checkpoint_every", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -186,7 +203,9 @@ def preset(name: str, n_layers: int = 5, dataset: str = "mnist", **overrides) ->
 
 
 def to_dict(cfg) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+    """A config as a plain dict (tuples as lists), without the :data:`ADDED_LATER` fields at their defaults."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()
+            if not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
 
 def config_hash(*parts) -> str:

@@ -68,6 +68,12 @@ BUDGETS = {
 NESTED_K = BUDGETS["cpu"].eval_k
 
 
+def run_dir(work_dir, budget: Budget, run: "Run") -> Path:
+    """The folder of ``run``'s checkpoint at ``budget`` under ``work_dir``: the one owner of that layout
+    (the checkpoint's own name is :func:`lvae_lib.train.checkpoint_path`'s)."""
+    return Path(work_dir) / budget.name / run.key(budget)
+
+
 def get_budget(name: str) -> Budget:
     """A budget by name (``smoke``, ``cpu``, ``paper``); for ``default``/``auto`` see :func:`lvae_lib.notebooks.resolve_budget`."""
     if name in ("default", "auto"):
@@ -88,16 +94,18 @@ class Run:
     # and lr schedule with 1 MC, 1 IW sample, so that "fine-tuning helps" compares like with like
     finetune: str = ""
     seed: int = 0
+    precision: str = "fp32"  # of the training step (config.PRECISIONS); in the key and, unless fp32, the label
 
     @property
     def label(self) -> str:
-        return f"{self.variant}-L{self.layers}" + (f"-{self.finetune}" if self.finetune else "")
+        return (f"{self.variant}-L{self.layers}" + (f"-{self.finetune}" if self.finetune else "")
+                + (f"-{self.precision}" if self.precision != "fp32" else ""))
 
     def configs(self, budget: Budget):
         mcfg, warm = preset(self.variant, self.layers, self.dataset)
         e = budget.epochs(self.dataset)
         tc = TrainConfig(epochs=e, warmup_epochs=round(e * budget.warmup_fraction) if warm else 0,
-                         eval_every=budget.eval_every, eval_k=budget.eval_k, seed=self.seed,
+                         eval_every=budget.eval_every, eval_k=budget.eval_k, seed=self.seed, precision=self.precision,
                          train_subset=budget.train_subset, test_subset=budget.test_subset,
                          checkpoint_every=max(1, budget.eval_every),
                          kl_snapshot_epochs=tuple(sorted({max(1, round(f * e)) for f in budget.kl_snapshots})))

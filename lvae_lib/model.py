@@ -25,11 +25,24 @@ from . import distributions as D
 from .config import ModelConfig
 
 
+class Linear(nn.Linear):
+    """``nn.Linear`` whose matmul may run in a lower precision: with ``matmul_dtype`` set (the training
+    step's ``bf16`` policy, :func:`lvae_lib.step.precision`), input and weight are cast to it and the
+    product comes back in fp32, where the bias is added. The MLPs use it; the Gaussian heads do not."""
+
+    matmul_dtype: torch.dtype | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.matmul_dtype is None:
+            return super().forward(x)
+        return F.linear(x.to(self.matmul_dtype), self.weight.to(self.matmul_dtype)).float() + self.bias
+
+
 def mlp(in_dim: int, width: int, cfg: ModelConfig) -> nn.Sequential:
     """The paper's two-layer MLP, eq. (10): (Linear [-> BN] -> nonlinearity) x 2."""
     layers: list[nn.Module] = []
     for d in (in_dim, width):
-        layers.append(nn.Linear(d, width))
+        layers.append(Linear(d, width))
         if cfg.batch_norm:
             layers.append(nn.BatchNorm1d(width))
         layers.append(nn.LeakyReLU(0.1) if cfg.activation == "leaky_relu" else nn.Tanh())

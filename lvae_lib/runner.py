@@ -18,9 +18,9 @@ import torch
 from . import analysis, results
 from .config import DATASETS, to_dict
 from .data import fixed_binarization, train_data
-from .experiments import DEFAULT_RESULTS, DEFAULT_WORK, NESTED_K, Budget, Run, get_budget
+from .experiments import DEFAULT_RESULTS, DEFAULT_WORK, NESTED_K, Budget, Run, get_budget, run_dir
 from .objectives import iw_bound
-from .train import device_label, git_commit, train
+from .train import checkpoint_path, device_label, git_commit, train
 
 
 def derived(model, run: Run, budget: Budget, data, progress=False) -> tuple[results.Summary, dict]:
@@ -63,8 +63,9 @@ def derived(model, run: Run, budget: Budget, data, progress=False) -> tuple[resu
 
 
 def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_dir=DEFAULT_WORK, device="cpu",
-            progress=True, data_root=None) -> results.Record:
-    """Train and evaluate ``run`` unless its record is complete; returns the record."""
+            progress=True, data_root=None, compile: bool | None = False) -> results.Record:
+    """Train and evaluate ``run`` unless its record is complete; returns the record. ``compile``: the
+    training step through ``torch.compile`` (None: when the run is long enough, :func:`lvae_lib.step.choose`)."""
     b = get_budget(budget) if isinstance(budget, str) else budget
     store = results.Store(results_dir, b.name)
     key = run.key(b)
@@ -74,13 +75,13 @@ def run_one(run: Run, budget: str | Budget, results_dir=DEFAULT_RESULTS, work_di
     commit = git_commit()  # before training: the code that runs, not the HEAD of hours later
     data = train_data(run.dataset, data_root)
     mcfg, tc = run.configs(b)
-    work = Path(work_dir) / b.name
-    model, state = train(mcfg, tc, data, work / run.base().key(b), device=device, progress=progress)
+    model, state = train(mcfg, tc, data, run_dir(work_dir, b, run.base()), device=device, progress=progress,
+                         compile=compile)
     history = state["history"]
     if run.finetune:
         ft = run.finetune_config(b)
-        model, st2 = train(mcfg, ft, data, work / key, device=device, progress=progress,
-                           init_from=work / run.base().key(b) / "checkpoint.pt")  # starts from the base model
+        model, st2 = train(mcfg, ft, data, run_dir(work_dir, b, run), device=device, progress=progress, compile=compile,
+                           init_from=checkpoint_path(run_dir(work_dir, b, run.base())))  # starts from the base model
         history = history + [{**r, "epoch": r["epoch"] + tc.epochs, "phase": "finetune"} for r in st2["history"]]
     sub = data.subset(tc.train_subset, tc.test_subset).to(device)
     model.eval()

@@ -21,23 +21,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
-import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
-from tqdm import tqdm
 
-from . import analysis
 from . import distributions as D
 from .config import ModelConfig, TrainConfig, to_dict
 from .data import TrainData
 from .model import LadderVAE
 from .objectives import loss_of
-from .train import (EXPLODED, DivergenceError, _rng_state, _set_rng_state, device_label, evaluate_epoch,
-                    git_commit, make_optimizer, run_dir_lock, save_checkpoint, start)
+from .step import Compiled, precision
+from .train import checkpoint_path, fit, make_optimizer, run_dir_lock
 
 
 def stack_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> str:
@@ -45,30 +40,9 @@ def stack_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> str:
     return repr((to_dict(model_cfg), to_dict(replace(train_cfg, seed=0, warmup_epochs=0))))
 
 
-@contextlib.contextmanager
-def _rng(states: list, m: int, device):
-    """The global generator in model ``m``'s state for the draws inside; its new state kept afterwards."""
-    _set_rng_state(states[m], device)
-    try:
-        yield
-    finally:
-        states[m] = _rng_state(device)
-
-
-def _start(cfg: ModelConfig, tc: TrainConfig, ckpt: Path | None, device):
-    """One model as :func:`lvae_lib.train.train` starts it, and its RNG state then."""
-    model, opt, state, _ = start(cfg, tc, ckpt, device)
-    return model, opt, state, _rng_state(device)
-
-
-def _noise_shapes(cfg: ModelConfig, rows: int) -> list[tuple[int, int]]:
-    """The shapes of a step's posterior draws, in the order the model draws them."""
-    order = range(cfg.n_layers) if cfg.inference == "bottom_up" else reversed(range(cfg.n_layers))
-    return [(rows, cfg.latents[i]) for i in order]
-
-
 def train_stacked(model_cfg: ModelConfig, train_cfgs: list[TrainConfig], data: TrainData, run_dirs=None,
-                  device: str = "cpu", progress: bool = True, stop_after: int | None = None):
+                  device: str = "cpu", progress: bool = True, stop_after: int | None = None,
+                  compile: bool | None = False):
     """Train one model per entry of ``train_cfgs`` (configs equal but for seed and warm-up, see
     :func:`stack_key`) in stacked steps; ``run_dirs`` (one per model, or None) hold their ordinary
     checkpoints. Returns ``[(model, state)]`` as :func:`lvae_lib.train.train` would for each."""
@@ -79,116 +53,74 @@ def train_stacked(model_cfg: ModelConfig, train_cfgs: list[TrainConfig], data: T
         for d in run_dirs:
             if d is not None:
                 locks.enter_context(run_dir_lock(d))
-        return _train_stacked(model_cfg, train_cfgs, data, run_dirs, device, progress, stop_after)
-
-
-def _train_stacked(cfg, tcs, data, run_dirs, device, progress, stop_after):
-    tc0, M = tcs[0], len(tcs)
-    ckpts = [Path(d) / "checkpoint.pt" if d is not None else None for d in run_dirs]
-    started = [_start(cfg, tc, ck, device) for tc, ck in zip(tcs, ckpts)]
-    models, states, rngs = [s[0] for s in started], [s[2] for s in started], [s[3] for s in started]
-    if len({s["epoch"] for s in states}) != 1:
-        raise ValueError(f"stacked models must resume from the same epoch, not {[s['epoch'] for s in states]}")
-    data = data.subset(tc0.train_subset, tc0.test_subset).to(device)
-    stacked = StackedStep(models, tc0, device)
-    params, buffers, opt, S = stacked.params, stacked.buffers, stacked.opt, stacked.samples
-    _load_stacked_optimizer(opt, [s[1] for s in started], params)
-
-    def model_at(m: int) -> LadderVAE:
-        """Model ``m`` of the stack as an ordinary module (a copy)."""
-        one = LadderVAE(cfg).to(device)
-        one.load_state_dict({k: (params[k] if k in params else buffers[k])[m].detach() for k in one.state_dict()})
-        return one
-
-    def save():
-        for m, ck in enumerate(ckpts):
-            if ck is not None:
-                save_checkpoint({**states[m], "model": model_at(m).state_dict(), "optimizer": _optimizer_slice(opt, m),
-                                 "rng": rngs[m]}, ck)
-
-    where = device_label(device)
-    x_train, n = data.x_train, len(data.x_train)
-    first = states[0]["epoch"]
-    last = tc0.epochs if stop_after is None else min(tc0.epochs, stop_after)
-    bar = tqdm(range(first, last), desc=f"{M} x {cfg.inference} L={cfg.n_layers}", unit="epoch", disable=not progress,
-               initial=first, total=last)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        betas = torch.tensor([tc.beta(epoch) for tc in tcs], device=device)
-        for g in opt.param_groups:
-            g["lr"] = tc0.lr_at(epoch)
-        batches = []
-        for m in range(M):  # each model's epoch: its binarisation and permutation, from its own stream
-            with _rng(rngs, m, device):
-                xb_all = D.binarize(x_train) if data.binarize else x_train
-                batches.append((xb_all, torch.randperm(n, device=device)))
-        elbo_sum = torch.zeros(M, device=device)
-        loss_sum = torch.zeros(M, device=device)
-        for s in range(0, n, tc0.batch_size):
-            xb = torch.stack([xa[perm[s: s + tc0.batch_size]] for xa, perm in batches])
-            if xb.shape[1] < 2 and cfg.batch_norm:
-                continue  # batch norm needs two rows
-            eps = []
-            for m in range(M):
-                with _rng(rngs, m, device):
-                    eps.append([torch.randn(shape, device=device) for shape in _noise_shapes(cfg, S * xb.shape[1])])
-            eps = [torch.stack([e[i] for e in eps]) for i in range(len(eps[0]))]
-            loss, elbo = stacked(xb, eps, betas)
-            values = loss.tolist()
-            for m, v in enumerate(values):
-                if not math.isfinite(v) or v > EXPLODED:
-                    raise DivergenceError(f"model {m} of the stack (seed {tcs[m].seed}): loss {v:.3g} at epoch {epoch + 1} "
-                                          f"(batch starting at {s}); its last checkpoint is kept")
-            elbo_sum += elbo.detach()
-            loss_sum += loss.detach() * xb.shape[1]
-        for m in range(M):
-            rec = {"epoch": epoch + 1, "beta": tcs[m].beta(epoch), "lr": tc0.lr_at(epoch),
-                   "train_elbo": float(elbo_sum[m]) / n, "train_loss": float(loss_sum[m]) / n}
-            evaluate = (epoch + 1) % tc0.eval_every == 0 or epoch + 1 == tc0.epochs
-            if evaluate or epoch + 1 in tc0.kl_snapshot_epochs:
-                one = model_at(m)
-                with _rng(rngs, m, device):
-                    if evaluate:
-                        rec.update(evaluate_epoch(one, data))
-                    if epoch + 1 in tc0.kl_snapshot_epochs:
-                        states[m]["kl_snapshots"][epoch + 1] = [u.tolist() for u in analysis.unit_kl(one, data.x_test)]
-            rec["seconds"] = (time.perf_counter() - t0) / M  # each model's share of the stacked epoch
-            rec["device"] = f"{where} (stack of {M})"
-            rec["commit"] = git_commit()
-            states[m]["history"].append(rec)
-            states[m]["epoch"] = epoch + 1
-        bar.set_postfix(elbo=f"{float(elbo_sum.mean()) / n:.2f}")
-        if (epoch + 1) % tc0.checkpoint_every == 0 or epoch + 1 == last:
-            save()
-    bar.close()
-    return [(model_at(m), states[m]) for m in range(M)]
+        ckpts = [checkpoint_path(d) if d is not None else None for d in run_dirs]
+        return fit(model_cfg, list(train_cfgs), data, ckpts, device, progress, stop_after, compile=compile)
 
 
 class StackedStep:
-    """One training step of M models of one shape at once: ``step(x [M, B, D], eps, betas [M])`` computes
-    every model's loss and gradients in one ``vmap`` of the single model's loss, then takes one Adam
-    step over the stacked parameters; returns the M losses and the M batch sums of the ELBO (detached).
-    ``eps``: the posterior noise, one [M, S*B, units] tensor per draw (:func:`_noise_shapes`)."""
+    """One training step of M models of one shape at once: ``step(x [M, B, D], eps, betas)`` computes
+    every model's loss and gradients in one ``vmap`` of the single model's loss (compiled or not), then
+    takes one Adam step over the stacked parameters; returns the M losses, the M batch sums of the ELBO
+    and the models' ``log_px`` and ``kl`` (detached). ``eps``: the posterior noise, one [M, S*B, units]
+    tensor per draw (:func:`lvae_lib.step.noise_shapes`); ``betas``: M floats. ``opts``: the single models'
+    optimizers (resumed from checkpoints), whose Adam states are stacked."""
 
-    def __init__(self, models: list[LadderVAE], tc: TrainConfig, device="cpu"):
+    def __init__(self, models: list[LadderVAE], tc: TrainConfig, device="cpu", compiled: bool = False, opts=None,
+                 log=print):
+        self.M, self.tc, self.device, self.cfg = len(models), tc, device, models[0].cfg
         self.params, self.buffers = stack_module_state(models)
         self.opt = make_optimizer(list(self.params.values()), tc.lr)
+        if opts is not None:
+            _load_stacked_optimizer(self.opt, opts, self.params)
         self.samples = tc.mc_samples * tc.iw_samples
+        self.mode = "compiled" if compiled else "eager"
         base = copy.deepcopy(models[0]).to("meta")
+        self._base = base
 
         def one_loss(p, b, x, eps, beta):
             with D.given_noise(eps):
                 out = functional_call(base, (p, b), (x,), {"n_samples": self.samples, "log_w": tc.iw_samples > 1})
-            return loss_of(out, beta, tc.mc_samples, tc.iw_samples), out["elbo"].sum() / out["elbo"].shape[0]
+            return loss_of(out, beta, tc.mc_samples, tc.iw_samples), (out["elbo"].sum() / out["elbo"].shape[0],
+                                                                       out["log_px"], out["kl"])
 
-        self._grads = vmap(grad_and_value(one_loss, has_aux=True), in_dims=(0, 0, 0, 0, 0))
+        grads = vmap(grad_and_value(one_loss, has_aux=True), in_dims=(0, 0, 0, 0, 0))
+        self._grads = Compiled(grads, device, self._snapshot, self._restore, log) if compiled else grads
+
+    def _snapshot(self):
+        return {k: v.clone() for k, v in self.buffers.items()}
+
+    def _restore(self, saved):
+        with torch.no_grad():
+            for k, v in self.buffers.items():
+                v.copy_(saved[k])
 
     def __call__(self, x, eps, betas):
-        grads, (loss, elbo) = self._grads(self.params, self.buffers, x, eps, betas)
+        betas = torch.as_tensor(betas, dtype=torch.float32, device=x.device)
+        base = [self._base]
+        with precision(base, self.tc.precision):
+            grads, (loss, (elbo, log_px, kl)) = self._grads(self.params, self.buffers, x, eps, betas)
         for k, p in self.params.items():
             p.grad = grads[k]
         self.opt.step()
-        return loss.detach(), elbo.detach()
+        return loss.detach(), elbo.detach(), {"log_px": log_px.detach(), "kl": kl.detach()}
+
+    def set_lr(self, lr: float) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+
+    def model_at(self, m: int) -> LadderVAE:
+        """Model ``m`` of the stack as an ordinary module (a copy)."""
+        one = LadderVAE(self.cfg).to(self.device)
+        one.load_state_dict({k: (self.params[k] if k in self.params else self.buffers[k])[m].detach()
+                             for k in one.state_dict()})
+        return one
+
+    def optimizer_state(self, m: int) -> dict:
+        """Model ``m``'s part of the stacked Adam state, as a single model's optimizer ``state_dict``."""
+        full = self.opt.state_dict()
+        return {"state": {i: {k: (v.clone() if k == "step" else v[m].clone()) for k, v in st.items()}
+                          for i, st in full["state"].items()},
+                "param_groups": full["param_groups"]}
 
 
 def _load_stacked_optimizer(opt, singles: list, params: dict) -> None:
@@ -200,11 +132,3 @@ def _load_stacked_optimizer(opt, singles: list, params: dict) -> None:
         st = {k: (torch.stack([s[i][k] for s in states]) if k != "step" else states[0][i][k].clone())
               for k in states[0][i]}
         opt.state[p] = st
-
-
-def _optimizer_slice(opt, m: int) -> dict:
-    """Model ``m``'s part of the stacked Adam state, as a single model's optimizer ``state_dict``."""
-    full = opt.state_dict()
-    return {"state": {i: {k: (v.clone() if k == "step" else v[m].clone()) for k, v in st.items()}
-                      for i, st in full["state"].items()},
-            "param_groups": full["param_groups"]}

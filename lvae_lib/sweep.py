@@ -74,7 +74,7 @@ def _fault(inject: dict | None, run: E.Run) -> None:
 
 
 def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: str, work_dir: str,
-             data_root, inject: dict | None, log_path: str) -> dict:
+             data_root, inject: dict | None, log_path: str, compile: bool | None = False) -> dict:
     """Train one run in this process (a pool worker or a Ray task) and return its record's files.
 
     Output goes to ``log_path`` as it happens (``tail -f`` it). The record is written into
@@ -88,7 +88,7 @@ def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: st
     with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print(f"{_name(run)} [{budget}] on {device}, {threads} thread(s)")
         _fault(inject, run)
-        runner.run_one(run, budget, results_dir, work_dir, device, progress=True, data_root=data_root)
+        runner.run_one(run, budget, results_dir, work_dir, device, progress=True, data_root=data_root, compile=compile)
     path = Store(results_dir, budget).path(run, run.key(E.get_budget(budget)))
     return {"files": {p.name: p.read_bytes() for p in path.iterdir()}, "log": Path(log_path).read_text()}
 
@@ -96,7 +96,8 @@ def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: st
 def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str = "local", address: str | None = None,
           device: str = "cpu", threads: int | None = None, num_gpus: float = 0.0, retries: int = 1,
           results_dir=None, work_dir=None, data_root=None, seed: int = 0, progress: bool = True,
-          inject_fault: dict | None = None, refresh: bool = False, stack: bool = False) -> SweepReport:
+          inject_fault: dict | None = None, refresh: bool = False, stack: bool = False,
+          compile: bool | None = False) -> SweepReport:
     """Fill the store with every record of ``target``: a figure name, ``all``, a list of names, or a list of runs.
 
     ``threads``: torch threads per run (default: the machine's cores divided by ``jobs``; 1 on Ray,
@@ -106,6 +107,7 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
     ``provenance.replaces`` whether its summary equals the old one's. ``stack``: every group of missing
     runs that differ only in seed and warm-up is trained as one stack (:func:`train_stack`), then its
     runs find their checkpoints complete and are only evaluated, group by group; the others run as usual.
+    ``compile``: the training step through ``torch.compile`` (None: in runs long enough to repay it).
     """
     if backend not in ("local", "ray"):
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
@@ -156,14 +158,14 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
             for i, part in enumerate(groups + [alone]):
                 if i < len(groups):
                     try:
-                        train_stack(part, b, device, threads, work_dir, data_root, progress)
+                        train_stack(part, b, device, threads, work_dir, data_root, progress, compile)
                     except Exception as e:  # noqa: BLE001 - its runs then train alone, and fail by name if they must
                         print(f"the stack of {', '.join(_name(r) for r in part)} failed ({type(e).__name__}: {e}); "
                               f"its runs train one by one")
                 if part:
                     runner(part, b, store, report, bar, log_dir, jobs=jobs, device=device, threads=threads,
                            num_gpus=num_gpus, retries=retries, address=address, work_dir=work_dir,
-                           data_root=data_root, inject=inject_fault)
+                           data_root=data_root, inject=inject_fault, compile=compile)
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, on_term)
@@ -183,7 +185,8 @@ def stack_groups(runs: list, budget: E.Budget) -> list[list]:
     return list(groups.values())
 
 
-def train_stack(group: list, budget: E.Budget, device: str, threads: int, work_dir, data_root, progress=True) -> None:
+def train_stack(group: list, budget: E.Budget, device: str, threads: int, work_dir, data_root, progress=True,
+                compile: bool | None = False) -> None:
     """Advance the checkpoints of the runs of ``group`` (one of :func:`stack_groups`) to their last epoch
     as one stack, in this process. Runs whose checkpoints stand at another epoch than the first's, and
     a group of one, are left to train alone."""
@@ -191,10 +194,9 @@ def train_stack(group: list, budget: E.Budget, device: str, threads: int, work_d
 
     from .data import train_data
     from .stacked import train_stacked
-    from .train import load_checkpoint
+    from .train import checkpoint_path, load_checkpoint
 
-    work = Path(work_dir) / budget.name
-    epoch = lambda r: (load_checkpoint(p)["epoch"] if (p := work / r.key(budget) / "checkpoint.pt").exists() else 0)  # noqa: E731
+    epoch = lambda r: (load_checkpoint(p)["epoch"] if (p := checkpoint_path(E.run_dir(work_dir, budget, r))).exists() else 0)  # noqa: E731
     at = {r: epoch(r) for r in group}
     first = group[0]
     group = [r for r in group if at[r] == at[first]]
@@ -203,7 +205,7 @@ def train_stack(group: list, budget: E.Budget, device: str, threads: int, work_d
     torch.set_num_threads(threads)
     mcfg, _ = first.configs(budget)
     train_stacked(mcfg, [r.configs(budget)[1] for r in group], train_data(first.dataset, data_root),
-                  [work / r.key(budget) for r in group], device=device, progress=progress)
+                  [E.run_dir(work_dir, budget, r) for r in group], device=device, progress=progress, compile=compile)
 
 
 def _interrupt(signum, frame):
@@ -287,7 +289,7 @@ def _scratch(work_dir) -> str:
 
 
 def _run_local(wave, b, store, report, bar, log_dir, *, jobs, device, threads, retries, work_dir, data_root,
-               inject, **_):
+               inject, compile, **_):
     """Each run in a process of its own, ``jobs`` at a time: a worker that dies (an out-of-memory kill)
     fails its run only; the run is retried, then reported by name, and the others go on."""
     from multiprocessing.connection import wait as wait_any
@@ -300,7 +302,8 @@ def _run_local(wave, b, store, report, bar, log_dir, *, jobs, device, threads, r
     def start(r):
         attempts[r] += 1
         mine, theirs = ctx.Pipe(duplex=False)
-        args = (r, b.name, device, threads, scratch, work_dir, data_root, inject, str(_log_path(log_dir, r, r.key(b))))
+        args = (r, b.name, device, threads, scratch, work_dir, data_root, inject, str(_log_path(log_dir, r, r.key(b))),
+                compile)
         proc = ctx.Process(target=_child, args=(theirs, os.getpid(), args), name=f"lvae {r.label}")
         proc.start()
         theirs.close()  # so that a dead worker's end reads as EOF here
@@ -340,7 +343,7 @@ def _run_local(wave, b, store, report, bar, log_dir, *, jobs, device, threads, r
 
 
 def _run_ray(wave, b, store, report, bar, log_dir, *, device, threads, num_gpus, retries, address, data_root,
-             inject, **_):
+             inject, compile, **_):
     try:
         import ray
     except ImportError:
@@ -351,7 +354,8 @@ def _run_ray(wave, b, store, report, bar, log_dir, *, device, threads, num_gpus,
         ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env} if env else None)
     task = ray.remote(_ray_task).options(num_cpus=threads, num_gpus=num_gpus, max_retries=retries,
                                          retry_exceptions=True)
-    refs = {task.remote(r, b.name, device, threads, data_root, inject, f"{r.label}-{r.key(b)}.log"): r for r in wave}
+    refs = {task.remote(r, b.name, device, threads, data_root, inject, f"{r.label}-{r.key(b)}.log", compile): r
+            for r in wave}
     try:
         pending = list(refs)
         while pending:
@@ -368,8 +372,8 @@ def _run_ray(wave, b, store, report, bar, log_dir, *, device, threads, num_gpus,
         raise
 
 
-def _ray_task(run, budget, device, threads, data_root, inject, log_name):
+def _ray_task(run, budget, device, threads, data_root, inject, log_name, compile=False):
     """On a Ray worker: train in private temporary folders (no shared filesystem needed)."""
     with tempfile.TemporaryDirectory(prefix="lvae-ray-") as tmp:
         return _execute(run, budget, device, threads, f"{tmp}/results", f"{tmp}/runs", data_root, inject,
-                        f"{tmp}/{log_name}")
+                        f"{tmp}/{log_name}", compile)

@@ -107,8 +107,7 @@ class GraphedStep:
     batch from ``self.x`` and beta from a device scalar, so the warm-up needs no new capture;
     a new learning rate (the fine-tuning decays) is captured anew. Capturing needs a few
     warm-up steps: they are undone, so model and optimizer are exactly as they were.
-    The random draws of a replay come from the CUDA generator's state at that moment, as
-    those of an eager step would.
+    The posterior noise is read from ``self.eps`` too, drawn by the caller from the model's random stream.
     """
 
     def __init__(self, model: LadderVAE, opt: torch.optim.Optimizer, batch_size: int,
@@ -117,7 +116,10 @@ class GraphedStep:
         if p0.device.type != "cuda":
             raise ValueError(f"GraphedStep needs a model on a CUDA device, not {p0.device}")
         self.model, self.opt, self.mc, self.iw = model, opt, mc_samples, iw_samples
+        from .step import noise_shapes
+
         self.x = torch.zeros(batch_size, model.cfg.x_dim, device=p0.device)
+        self.eps = [torch.zeros(s, device=p0.device) for s in noise_shapes(model.cfg, mc_samples * iw_samples * batch_size)]
         self.beta = torch.ones((), device=p0.device)
         self.graph, self.lr = None, None
         for g in opt.param_groups:  # a checkpoint of a CPU run loads as not capturable
@@ -137,11 +139,12 @@ class GraphedStep:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up, as torch.cuda.graph asks (this also creates Adam's state)
             for _ in range(3):
-                train_step(model, opt, self.x, self.beta, self.mc, self.iw)
+                with D.given_noise(self.eps):
+                    train_step(model, opt, self.x, self.beta, self.mc, self.iw)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         opt.zero_grad(set_to_none=True)  # the graph writes the gradients afresh on every replay
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph), D.given_noise(self.eps):
             self.loss, self.out = training_loss(model, self.x, self.beta, self.mc, self.iw)
             self.loss.backward()
             opt.step()
@@ -156,13 +159,15 @@ class GraphedStep:
                         v.zero_()
         self.graph, self.lr = graph, opt.param_groups[0]["lr"]
 
-    def __call__(self, xb: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict]:
-        """One step on the full batch ``xb``; returns ``(loss, out)`` as :func:`train_step` does
-        (tensors the next replay overwrites)."""
+    def __call__(self, xb: torch.Tensor, eps: list, beta: float) -> tuple[torch.Tensor, dict]:
+        """One step on the full batch ``xb`` with the posterior noise ``eps`` (:func:`lvae_lib.step.noise_shapes`);
+        returns ``(loss, out)`` as :func:`train_step` does (tensors the next replay overwrites)."""
         lr = self.opt.param_groups[0]["lr"]
         if self.graph is None or lr != self.lr:
             self.capture()
         self.x.copy_(xb)
+        for buf, e in zip(self.eps, eps):
+            buf.copy_(e)
         self.beta.fill_(beta)
         self.graph.replay()
         return self.loss.detach(), self.out
@@ -276,6 +281,11 @@ def evaluate_epoch(model: LadderVAE, data: TrainData, au_images: int = 2000) -> 
     return rec
 
 
+def checkpoint_path(run_dir) -> Path:
+    """Where a run dir keeps its checkpoint: the one owner of that name."""
+    return Path(run_dir) / "checkpoint.pt"
+
+
 def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -285,6 +295,7 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
     init_from: str | Path | None = None,
+    compile: bool | None = False,
 ) -> tuple[LadderVAE, dict]:
     """Train a model; returns ``(model, state)`` with ``state['history']`` the per-epoch records
     and ``state['kl_snapshots']`` {epoch: per-unit KL list} for Fig. 4.
@@ -294,12 +305,13 @@ def train(
     many epochs in total (to split a run across sessions; the next call resumes).
     ``init_from``: a checkpoint (of the same model) to start from when ``run_dir`` has none yet, with a
     fresh optimizer: fine-tuning. One trainer at a time holds ``run_dir`` (:func:`run_dir_lock`).
+    ``compile``: the step through ``torch.compile`` (None: when the run is long enough, :func:`lvae_lib.step.choose`).
     """
-    if run_dir is None:
-        return _train(model_cfg, train_cfg, data, None, device, progress, stop_after, init_from)
-    with run_dir_lock(run_dir):
-        return _train(model_cfg, train_cfg, data, Path(run_dir) / "checkpoint.pt", device, progress, stop_after,
-                      init_from)
+    with contextlib.ExitStack() as lock:
+        if run_dir is not None:
+            lock.enter_context(run_dir_lock(run_dir))
+        ckpt = checkpoint_path(run_dir) if run_dir is not None else None
+        return fit(model_cfg, [train_cfg], data, [ckpt], device, progress, stop_after, init_from, compile)[0]
 
 
 def start(model_cfg: ModelConfig, tc: TrainConfig, ckpt_path: Path | None, device="cpu", init_from=None):
@@ -328,65 +340,129 @@ def start(model_cfg: ModelConfig, tc: TrainConfig, ckpt_path: Path | None, devic
     return model, opt, state, False
 
 
-def _train(model_cfg, tc, data, ckpt_path, device, progress, stop_after, init_from):
-    model, opt, state, resumed = start(model_cfg, tc, ckpt_path, device, init_from)
-    data = data.subset(tc.train_subset, tc.test_subset).to(device)
-    x_train = data.x_train
-    saved = [state["epoch"] if resumed else None]  # the epoch of the checkpoint on disk
+@contextlib.contextmanager
+def _rng(states: list, m: int, device):
+    """The global generator in model ``m``'s state for the draws inside; its new state kept afterwards.
+    With one model this changes nothing: its stream simply goes on."""
+    _set_rng_state(states[m], device)
+    try:
+        yield
+    finally:
+        states[m] = _rng_state(device)
+
+
+# on a GPU the loss is read back (a host sync) every this many steps to check for divergence; on a CPU every step
+CHECK_EVERY_CUDA = 50
+
+
+def fit(cfg: ModelConfig, tcs: list[TrainConfig], data: TrainData, ckpts: list, device="cpu", progress=True,
+        stop_after=None, init_from=None, compile: bool | None = False, log=None):
+    """The one training loop: M models of one shape (configs equal but for seed and warm-up), each with
+    its checkpoint in ``ckpts`` (or None), trained by one step (:class:`lvae_lib.step.SingleStep` for one,
+    :class:`lvae_lib.stacked.StackedStep` for several). Each model keeps its own random stream for its
+    data order, binarisation, noise and evaluations. Returns ``[(model, state)]``; callers hold the locks."""
+    from .step import SingleStep, check_precision, choose, noise_shapes
+
+    tc0, M = tcs[0], len(tcs)
+    check_precision(tc0.precision, device)
+    log = log or (lambda msg: tqdm.write(msg) if progress else None)
+    started, rngs = [], []
+    for tc, ck in zip(tcs, ckpts):
+        started.append(start(cfg, tc, ck, device, init_from))
+        rngs.append(_rng_state(device))
+    models, opts, states, resumed = (list(t) for t in zip(*started))
+    if len({s["epoch"] for s in states}) != 1:
+        raise ValueError(f"stacked models must resume from the same epoch, not {[s['epoch'] for s in states]}")
+    data = data.subset(tc0.train_subset, tc0.test_subset).to(device)
+    x_train, n = data.x_train, len(data.x_train)
+    compiled, why = choose(tc0, n, compile)
+    if M == 1:
+        engine = SingleStep(models[0], opts[0], tc0, device, compiled, log)
+    else:
+        from .stacked import StackedStep
+
+        engine = StackedStep(models, tc0, device, compiled, opts, log)
+    log(f"{M} x {cfg.inference} L={cfg.n_layers}, precision {tc0.precision}: {why}")
+    saved = [s["epoch"] if r else None for s, r in zip(states, resumed)]  # the epoch of each checkpoint on disk
 
     def save():
-        if ckpt_path is not None:
-            save_checkpoint({**state, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                             "rng": _rng_state(device)}, ckpt_path)
-            saved[0] = state["epoch"]
+        for m, ck in enumerate(ckpts):
+            if ck is not None:
+                save_checkpoint({**states[m], "model": engine.model_at(m).state_dict(),
+                                 "optimizer": engine.optimizer_state(m), "rng": rngs[m]}, ck)
+                saved[m] = states[m]["epoch"]
 
-    if init_from is not None and not resumed:
+    if init_from is not None and not resumed[0]:
         save()  # epoch 0 of the fine-tuning run, written atomically
 
-    where = device_label(device)
-    graphed = GraphedStep(model, opt, tc.batch_size, tc.mc_samples, tc.iw_samples) if use_cuda_graphs(device) else None
-    n = len(x_train)
-    last = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
-    bar = tqdm(range(state["epoch"], last), desc=f"{model_cfg.inference} L={model_cfg.n_layers}",
-               unit="epoch", disable=not progress, initial=state["epoch"], total=last)
+    where = device_label(device) + (f" (stack of {M})" if M > 1 else "")
+    check_every = CHECK_EVERY_CUDA if torch.device(device).type == "cuda" else 1
+    S = tc0.mc_samples * tc0.iw_samples
+    first = states[0]["epoch"]
+    last = tc0.epochs if stop_after is None else min(tc0.epochs, stop_after)
+    desc = f"{cfg.inference} L={cfg.n_layers}" if M == 1 else f"{M} x {cfg.inference} L={cfg.n_layers}"
+    bar = tqdm(range(first, last), desc=desc, unit="epoch", disable=not progress, initial=first, total=last)
     for epoch in bar:
         t0 = time.perf_counter()
-        beta, lr = tc.beta(epoch), tc.lr_at(epoch)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        model.train()
-        elbo_sum = torch.zeros((), device=device)
-        loss_sum = torch.zeros((), device=device)
-        for s, xb in epoch_batches(x_train, tc.batch_size, data.binarize):
-            if len(xb) < 2 and model_cfg.batch_norm:
+        betas, lr = [tc.beta(epoch) for tc in tcs], tc0.lr_at(epoch)
+        engine.set_lr(lr)
+        batches = []
+        for m in range(M):  # each model's epoch: its binarisation and permutation, from its own stream
+            with _rng(rngs, m, device):
+                batches.append((D.binarize(x_train) if data.binarize else x_train, torch.randperm(n, device=device)))
+        elbo_sum = torch.zeros(M, device=device)
+        loss_sum = torch.zeros(M, device=device)
+        losses = []
+        for step_i, s in enumerate(range(0, n, tc0.batch_size)):
+            xb = torch.stack([xa[perm[s: s + tc0.batch_size]] for xa, perm in batches])
+            if xb.shape[1] < 2 and cfg.batch_norm:
                 continue  # batch norm needs two rows
-            if graphed is not None and len(xb) == tc.batch_size:
-                loss, out = graphed(xb, beta)
-            else:  # on a CPU, and the last, shorter batch of an epoch
-                loss, out = train_step(model, opt, xb, beta, tc.mc_samples, tc.iw_samples)
-            value = float(loss)
-            if not math.isfinite(value) or value > EXPLODED:  # the in-memory model is discarded
-                what = "non-finite loss" if not math.isfinite(value) else f"exploding loss ({value:.3g} nats per image)"
-                raise DivergenceError(
-                    f"{what} at epoch {epoch + 1} (batch starting at {s}) in {_diagnose(out)}; "
-                    + (f"the last checkpoint, of epoch {saved[0]}, is kept at {ckpt_path}" if saved[0] is not None
-                       else "no checkpoint was written")
-                )
-            elbo_sum += out["elbo"].detach().sum() / out["elbo"].shape[0]
-            loss_sum += loss.detach() * len(xb)
-        rec = {"epoch": epoch + 1, "beta": beta, "lr": lr, "train_elbo": float(elbo_sum) / n,
-               "train_loss": float(loss_sum) / n}
-        if (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs:
-            rec.update(evaluate_epoch(model, data))
-        if epoch + 1 in tc.kl_snapshot_epochs:
-            state["kl_snapshots"][epoch + 1] = [u.tolist() for u in analysis.unit_kl(model, data.x_test)]
-        rec["seconds"] = time.perf_counter() - t0
-        rec["device"] = where  # a run resumed elsewhere says which epochs ran where ...
-        rec["commit"] = git_commit()  # ... and a run resumed after a commit, under which code
-        state["history"].append(rec)
-        state["epoch"] = epoch + 1
-        bar.set_postfix(elbo=f"{rec['train_elbo']:.2f}", beta=f"{beta:.2f}")
-        if (epoch + 1) % tc.checkpoint_every == 0 or epoch + 1 == last:
+            eps = []
+            for m in range(M):
+                with _rng(rngs, m, device):
+                    eps.append([torch.randn(shape, device=device) for shape in noise_shapes(cfg, S * xb.shape[1])])
+            eps = [torch.stack([e[i] for e in eps]) for i in range(len(eps[0]))]
+            loss, elbo, out = engine(xb, eps, betas)
+            losses.append(loss)
+            if len(losses) >= check_every or s + tc0.batch_size >= n:
+                _check(torch.stack(losses).max(0).values, out, epoch, s, tcs, saved, ckpts, check_every)
+                losses = []
+            elbo_sum += elbo
+            loss_sum += loss * xb.shape[1]
+        for m in range(M):
+            rec = {"epoch": epoch + 1, "beta": betas[m], "lr": lr, "train_elbo": float(elbo_sum[m]) / n,
+                   "train_loss": float(loss_sum[m]) / n}
+            evaluate = (epoch + 1) % tc0.eval_every == 0 or epoch + 1 == tc0.epochs
+            if evaluate or epoch + 1 in tc0.kl_snapshot_epochs:
+                one = engine.model_at(m)
+                with _rng(rngs, m, device):
+                    if evaluate:
+                        rec.update(evaluate_epoch(one, data))
+                    if epoch + 1 in tc0.kl_snapshot_epochs:
+                        states[m]["kl_snapshots"][epoch + 1] = [u.tolist() for u in analysis.unit_kl(one, data.x_test)]
+            rec["seconds"] = (time.perf_counter() - t0) / M  # each model's share of a stacked epoch
+            rec["device"] = where  # a run resumed elsewhere says which epochs ran where ...
+            rec["commit"] = git_commit()  # ... and a run resumed after a commit, under which code
+            rec["step"] = engine.mode  # eager, compiled or graphed
+            states[m]["history"].append(rec)
+            states[m]["epoch"] = epoch + 1
+        bar.set_postfix(elbo=f"{float(elbo_sum.mean()) / n:.2f}", beta=f"{betas[0]:.2f}")
+        if (epoch + 1) % tc0.checkpoint_every == 0 or epoch + 1 == last:
             save()
     bar.close()
-    return model, state
+    return [(engine.model_at(m) if M > 1 else models[0], states[m]) for m in range(M)]
+
+
+def _check(worst: torch.Tensor, out: dict, epoch: int, s: int, tcs, saved, ckpts, every: int) -> None:
+    """Raise :class:`DivergenceError` if a model's loss (its worst over the last ``every`` steps) is not
+    finite or exploded, naming the epoch, the batch, what diverged and the checkpoint that is kept."""
+    for m, value in enumerate(worst.tolist()):
+        if math.isfinite(value) and value <= EXPLODED:
+            continue
+        what = "non-finite loss" if not math.isfinite(value) else f"exploding loss ({value:.3g} nats per image)"
+        where = f"(batch starting at {s})" if every == 1 else f"(within the {every} steps up to the batch at {s})"
+        who = f"model {m} of the stack (seed {tcs[m].seed}): " if len(tcs) > 1 else ""
+        part = _diagnose({k: v[m] if len(tcs) > 1 else v for k, v in out.items()}) if every == 1 else "the loss"
+        kept = (f"the last checkpoint, of epoch {saved[m]}, is kept at {ckpts[m]}" if saved[m] is not None
+                else "no checkpoint was written")
+        raise DivergenceError(f"{who}{what} at epoch {epoch + 1} {where} in {part}; {kept}")

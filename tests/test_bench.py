@@ -100,13 +100,19 @@ def test_sgemm_peak_is_plausible():
 
 
 def test_benchmark_writes_its_table(tmp_path):
+    # eager modes only: the compiled ones are the same code path with a minute of compiling (test_step)
     df = run_benchmark(steps=2, repeats=1, k=20, images=2, processes=0, out=tmp_path / "b.csv",
-                       variants=("LVAE+BN+WU",))
+                       variants=("LVAE+BN+WU",), which=[("fp32", False), ("bf16", False)], sizes=(1, 2))
     back = pd.read_csv(tmp_path / "b.csv")
-    assert list(back["impl"]) == ["matmul 2048^3", "reference", "library", "stacked, M=1 (per model)",
-                                  "stacked, M=4 (per model)", "library"]
+    assert list(back["impl"]) == ["matmul 2048^3", "reference", "library", "eager fp32", "eager bf16",
+                                  "eager fp32, stack of 2", "eager bf16, stack of 2", "library"]
     assert (back["gflops"] > 0).all() and (back["pct_peak"] > 0).all()
     assert df.loc[df.impl == "reference", "speedup_vs_reference"].item() == pytest.approx(1.0)
+    steps = back[back["impl"].str.startswith("eager")]
+    assert steps.loc[steps.impl == "eager fp32", "speedup_vs_fp32_step"].item() == pytest.approx(1.0)
+    # a paper-budget model's hours follow from the step time: 470,000 steps
+    ratio = steps["paper_model_hours"] * 3600 / (steps["ms_per_step"] / 1e3)
+    assert ratio.between(470_000 * 0.999, 470_000 * 1.001).all(), ratio  # the CSV keeps 4 digits
 
 
 def test_folded_batchnorm_gives_the_same_bound():

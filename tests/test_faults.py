@@ -106,16 +106,16 @@ def test_a_huge_learning_rate_stops_with_an_exploding_loss_not_done(tmp_path):
 
 
 def test_divergence_names_the_checkpoint_that_is_on_disk(tmp_path, monkeypatch):
-    from lvae_lib import train as T
+    from lvae_lib import step as S
 
-    calls, real = [0], T.train_step
+    calls, real = [0], S.training_loss
 
-    def step(*a, **k):  # from the 7th epoch on (6 batches an epoch), the loss explodes
+    def loss(*a, **k):  # from the 7th epoch on (6 batches an epoch), the loss explodes
         calls[0] += 1
-        loss, out = real(*a, **k)
-        return (loss * 1e12 if calls[0] > 36 else loss), out
+        value, out = real(*a, **k)
+        return (value * 1e12 if calls[0] > 36 else value), out
 
-    monkeypatch.setattr(T, "train_step", step)
+    monkeypatch.setattr(S, "training_loss", loss)
     tc = TrainConfig(epochs=20, batch_size=64, checkpoint_every=4)
     with pytest.raises(DivergenceError, match=rf"exploding loss .* at epoch 7 .*of epoch 4, is kept at {tmp_path}"):
         train(CFG, tc, synthetic(), tmp_path, progress=False)  # epochs 5-6 were never written

@@ -26,7 +26,7 @@ def test_one_stacked_step_gives_each_models_own_loss_and_gradients(name):
     from lvae_lib import distributions as D
     from lvae_lib.model import LadderVAE
     from lvae_lib.objectives import loss_of, training_loss
-    from lvae_lib.stacked import _noise_shapes
+    from lvae_lib.step import noise_shapes as _noise_shapes
 
     cfg, _ = preset(name, n_layers=2, **SMALL)
     torch.manual_seed(0)
