@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/lock.txt | cksum | cut -d' ' -f1)
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
-.PHONY: help install book test test-fast figures bench gpu-paper paper-cpu clean
+.PHONY: help install book test test-fast figures bench gpu-data rehearse-gpu paper-cpu clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,21 +43,35 @@ figures: $(STAMP)  ## re-execute every notebook with papermill (default paramete
 bench: $(STAMP)  ## speed benchmark (training step vs reference, sgemm peak, L_K throughput)
 	$(PY) -m lvae_lib bench
 
-# One GPU session, prepared: the paper budget's Fig. 2 models first, then the rest of the Fig. 3 grid, stacked,
-# for at most LIMIT seconds; complete records land in $(OUT)/results (checkpoints in $(OUT)/runs stay behind).
-# Proved on a CPU with:  make gpu-paper OUT=/tmp/gpu BUDGET=smoke DEVICE=cpu
-OUT ?= gpu-out
-BUDGET ?= paper
-DEVICE ?= cuda
-LIMIT ?= 540
-gpu-paper: $(STAMP)  ## paper-budget records of Figs. 2-3 on one GPU within LIMIT s (stacked), into OUT
-	mkdir -p $(OUT)
-	end=$$(( $$(date +%s) + $(LIMIT) )); for target in fig2 fig3; do \
-		left=$$(( end - $$(date +%s) )); [ $$left -gt 10 ] || break; \
-		timeout --signal=TERM --kill-after=30 $$left $(PY) -m lvae_lib run $$target --budget $(BUDGET) \
-			--device $(DEVICE) --stack --results-dir $(OUT)/results --work-dir $(OUT)/runs || [ $$? -eq 124 ] || exit 1; \
-	done
-	find $(OUT)/results -name record.json | sort
+# A GPU lent for minutes (no network, no install, 8 files back): `make gpu-data` copies MNIST and the commit into
+# gpu-data/ (git-ignored), which travels with the tree; there, from the tree root, with the machine's own python3:
+#     python3 -m lvae_lib gpu-slot --out $OUT --deadline 560 2>&1 | tee $OUT/slot.log
+# and back here:  .venv/bin/python -m lvae_lib gpu-unpack <the returned folder>
+gpu-data: $(STAMP)  ## copy MNIST (verified) and the commit into gpu-data/, to carry to a GPU machine
+	$(PY) -m lvae_lib gpu-data
+
+# The same command here first, at the smoke budget, as the GPU machine would run it: Python 3.12 with torch 2.11
+# and only that machine's packages (no pooch, papermill, nbformat), a copy of the tree without .git, the network
+# cut (unshare -n), a deadline; then what comes back is checked against the lease's limits and unpacked.
+REHEARSE_PY ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3) python3.12)
+REHEARSE_ENV ?= /tmp/lvae-gpuenv
+REHEARSE_DIR ?= /tmp/lvae-rehearse
+rehearse-gpu: gpu-data  ## run gpu-slot here at the smoke budget, offline, in a GPU-machine-like venv; check what comes back
+	test -x $(REHEARSE_ENV)/bin/python || ($(REHEARSE_PY) -m venv $(REHEARSE_ENV) && $(REHEARSE_ENV)/bin/pip install -q \
+		torch==2.11.0 "setuptools<82" numpy scipy pandas matplotlib seaborn tqdm safetensors pytest)
+	rm -rf $(REHEARSE_DIR) && mkdir -p $(REHEARSE_DIR)/tree $(REHEARSE_DIR)/out
+	git ls-files -co --exclude-standard | grep -v '^wip/' | tar -cf - -T - gpu-data | tar -xf - -C $(REHEARSE_DIR)/tree
+	# the lease starts from the committed results; remove a few smoke records so that there is something to train
+	cd $(REHEARSE_DIR)/tree && rm -rf results/smoke/mnist/VAE+BN-L5-* results/smoke/mnist/VAE-L5-*
+	cd $(REHEARSE_DIR)/tree && set -o pipefail && unshare -n env -u LVAE_DATA_DIR HOME=$(REHEARSE_DIR)/home \
+		$(REHEARSE_ENV)/bin/python -m lvae_lib gpu-slot --out $(REHEARSE_DIR)/out --budget smoke --device cpu \
+		--deadline $${DEADLINE:-420} --sizes 1 2 2>&1 | tee $(REHEARSE_DIR)/out/slot.log
+	$(PY) -c "import sys; from pathlib import Path; from lvae_lib.gpu_slot import check_returned, as_json; \
+		bad = check_returned(Path('$(REHEARSE_DIR)/out')); print(as_json(Path('$(REHEARSE_DIR)/out'))); \
+		print('over the limits:', bad) if bad else print('within the limits'); sys.exit(1 if bad else 0)"
+	cp -r results $(REHEARSE_DIR)/results-here
+	$(PY) -m lvae_lib gpu-unpack $(REHEARSE_DIR)/out --budget smoke --results-dir $(REHEARSE_DIR)/results-here \
+		--work-dir $(REHEARSE_DIR)/runs-here
 
 # Fig. 2 at the paper budget on a CPU, two runs at a time (6-8 h a pair, two one-thread processes); checkpoints
 # in WORK resume after any interruption; each record lands in results/paper when it completes.

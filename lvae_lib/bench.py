@@ -298,3 +298,24 @@ def run_benchmark(device="cpu", steps: int = 40, repeats: int = 3, k: int = 5000
         if out:
             prof.to_csv(out.with_name(out.stem + "-profile.csv"), index=False, float_format="%.4g")
     return df
+
+
+def modes_table(results_dir=None, device: str = "cpu") -> pd.DataFrame:
+    """The step-mode rows of ``results/bench/<device>.csv`` as the book shows them: per model and mode, ms a
+    step per model, the ratio to the eager fp32 step of the same run, GFLOP/s, hours of one paper-budget
+    model, and the compile time."""
+    from .experiments import DEFAULT_RESULTS
+
+    f = Path(results_dir or DEFAULT_RESULTS) / "bench" / f"{device}.csv"
+    if not f.exists():
+        return pd.DataFrame()
+    df = pd.read_csv(f)
+    if "precision" not in df.columns:
+        return pd.DataFrame()
+    df = df[df["precision"].notna()]
+    out = pd.DataFrame({"model": df["model"], "step": df["impl"], "ms a step (per model)": df["ms_per_step"].round(1),
+                        "× eager fp32": df["speedup_vs_fp32_step"].round(2), "GFLOP/s": df["gflops"].round(0).astype(int),
+                        "h a paper model": df["paper_model_hours"].round(1),
+                        "compile s": df["compile_s"].round(0).astype(int)})
+    return out.reset_index(drop=True)
+

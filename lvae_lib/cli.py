@@ -230,6 +230,28 @@ def cmd_bench(a) -> int:
     return 0
 
 
+def cmd_gpu_slot(a) -> int:
+    from . import gpu_slot
+
+    return gpu_slot.run_slot(Path(a.out), a.budget, a.device, a.deadline, a.results_dir, a.work_dir, a.data_dir,
+                             sizes=tuple(a.sizes))
+
+
+def cmd_gpu_unpack(a) -> int:
+    from . import gpu_slot
+
+    for line in gpu_slot.unpack(Path(a.folder), a.results_dir, a.work_dir, a.budget):
+        print(line)
+    return 0
+
+
+def cmd_gpu_data(a) -> int:
+    from . import gpu_slot
+
+    print(f"wrote {gpu_slot.prepare(a.data_dir)}: carry it with the tree (run(carry=['gpu-data']))")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lvae_lib",
                                  description="Ladder VAE reproduction: train and evaluate models, regenerate figures.")
@@ -302,6 +324,32 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="CSV path (default: results/bench/cpu.csv or gpu.csv)")
     p.add_argument("--profile", action="store_true", help="also print (and save) torch.profiler's top operators of a step")
     p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("gpu-slot", help="one short GPU lease -> paper-budget records (check, bench, plan, train, pack)",
+                       description="For a GPU lent for minutes, run from the tree root with the machine's own python3 "
+                                   "(nothing installed): checks the GPU steps, measures them, plans which missing "
+                                   "paper-budget MNIST runs finish before --deadline, trains them stacked, evaluates, "
+                                   "and packs records, checkpoints, bench CSV into at most 8 files under --out. "
+                                   "Unpack here with gpu-unpack. See lvae_lib/gpu_slot.py.")
+    p.add_argument("--out", required=True, help="folder whose files come back (the lease's $OUT)")
+    p.add_argument("--deadline", type=real(0), default=560, help="seconds for everything (default: %(default)s)")
+    p.add_argument("--budget", default="paper", choices=list(BUDGETS), help="smoke for a rehearsal (default: paper)")
+    p.add_argument("--device", type=device, default="cuda")
+    p.add_argument("--sizes", type=count(1), nargs="+", default=[1, 4, 16], help="stack sizes M to time")
+    p.add_argument("--results-dir", default=None)
+    p.add_argument("--work-dir", default=None, help="checkpoints (default: gpu-runs beside --out)")
+    p.add_argument("--data-dir", default=None, help="default: gpu-data/ (made by gpu-data), then $LVAE_DATA_DIR")
+    p.set_defaults(fn=cmd_gpu_slot)
+    p = sub.add_parser("gpu-unpack", help="put what a GPU slot brought back into results/ and runs/",
+                       description="Records (checked against their checksums) into results/<budget>/, checkpoints "
+                                   "into the work dir where `run` resumes them (unless the one there is further on).")
+    p.add_argument("folder")
+    p.add_argument("--budget", default="paper", choices=list(BUDGETS))
+    p.add_argument("--results-dir", default=None)
+    p.add_argument("--work-dir", default=None, help="default: the repository's runs/")
+    p.set_defaults(fn=cmd_gpu_unpack)
+    p = sub.add_parser("gpu-data", help="copy MNIST (verified) and the commit into gpu-data/, to carry to a GPU machine")
+    p.add_argument("--data-dir", default=None, help="where MNIST is (default: $LVAE_DATA_DIR, then the cache)")
+    p.set_defaults(fn=cmd_gpu_data)
     a = ap.parse_args(argv)
     if getattr(a, "precision", None) == "tf32" and not str(a.device).startswith("cuda"):
         ap.error(f"--precision tf32 needs --device cuda (TF32 is a GPU tensor-core format), not {a.device}")

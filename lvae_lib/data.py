@@ -160,7 +160,12 @@ def download(spec: FileSpec, dest: Path) -> Path:
     import warnings
 
     warnings.filterwarnings("ignore", message="IProgress not found")  # pooch imports tqdm.auto
-    import pooch
+    try:
+        import pooch
+    except ImportError:
+        raise DataError(f"data file {spec.path} was not found in {', '.join(str(r) for r in search_roots())}, and "
+                        f"downloading it needs pooch, which is not installed: put a verified copy into "
+                        f"<dir>/{spec.path} and set {ENV_DATA}=<dir> (or pip install pooch)") from None
 
     pooch.get_logger().setLevel("WARNING")  # no "Downloading ..." lines; errors are raised below
     target = dest / spec.path

@@ -79,7 +79,24 @@ def typed_parameters(path: str | Path, raw: dict) -> dict:
         except ValueError:
             raise ValueError(f"parameter {name}={text!r} of {Path(path).name}: expected {kind.__name__}, "
                              f"like its default {declared[name]!r}") from None
+    for name, value in out.items():
+        _check_value(name, value, Path(path).name)
     return out
+
+
+def _check_value(name: str, value, where: str) -> None:
+    """The values a parameter may take, beyond its type: budget and device names (a ``ValueError`` naming them)."""
+    if name == "budget" and value not in (*BUDGETS, "auto", "default"):
+        raise ValueError(f"parameter budget={value!r} of {where}: choose one of {', '.join(BUDGETS)}, auto")
+    if name == "device":
+        import torch
+
+        try:
+            d = torch.device(value)
+        except RuntimeError:
+            raise ValueError(f"parameter device={value!r} of {where}: not a torch device (e.g. cpu, cuda)") from None
+        if d.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"parameter device={value!r} of {where}: no CUDA device is visible here; use cpu")
 
 
 def execute_notebook(path: str | Path, out: str | Path | None = None, parameters: dict | None = None,
@@ -97,19 +114,30 @@ def execute_notebook(path: str | Path, out: str | Path | None = None, parameters
         declared = {n: p["default"] for n, p in pm.inspect_notebook(str(path)).items()}
     except ValueError:
         declared = {}
-    with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as used:
-        old, os.environ[USED_ENV] = os.environ.get(USED_ENV), used.name  # the kernel inherits it
-        try:
-            pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name="python3",
-                                cwd=str(cwd or path.parent), progress_bar=False)
-        finally:
-            os.environ.pop(USED_ENV) if old is None else os.environ.__setitem__(USED_ENV, old)
-        records = list({line: None for line in used.read().splitlines()})  # each once, in order
-    nb = nbformat.read(out, as_version=4)
-    nb.metadata["lvae"] = execution_info(nb.metadata.get("papermill", {}), declared, parameters or {},
-                                         [json.loads(r) for r in records])
-    strip_volatile(nb)
-    nbformat.write(nb, out)
+    for name, value in (parameters or {}).items():
+        _check_value(name, value, path.name)
+    # into a temporary file beside the target: a failed or interrupted run leaves the target as it was
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".ipynb", dir=out.parent)
+    os.close(fd)
+    try:
+        with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as used:
+            old, os.environ[USED_ENV] = os.environ.get(USED_ENV), used.name  # the kernel inherits it
+            try:
+                pm.execute_notebook(str(path), tmp, parameters=parameters or {}, kernel_name="python3",
+                                    cwd=str(cwd or path.parent), progress_bar=False)
+            finally:
+                os.environ.pop(USED_ENV) if old is None else os.environ.__setitem__(USED_ENV, old)
+            records = list({line: None for line in used.read().splitlines()})  # each once, in order
+        nb = nbformat.read(tmp, as_version=4)
+        nb.metadata["lvae"] = execution_info(nb.metadata.get("papermill", {}), declared, parameters or {},
+                                             [json.loads(r) for r in records])
+        strip_volatile(nb)
+        if out == path:  # the reviewed notebook keeps its own parameters cell; the metadata says what ran
+            nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+        nbformat.write(nb, tmp)
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     if paired:
         _sync(path)
     return out

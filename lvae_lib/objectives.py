@@ -39,7 +39,7 @@ def iw_bound(
     x: torch.Tensor,
     k: int = 5000,
     batch_size: int = 100,
-    max_rows: int = 5_000,
+    max_rows: int | None = None,
     progress: bool = True,
     fold_bn: bool = True,
     nested: tuple[int, ...] = (),
@@ -47,7 +47,8 @@ def iw_bound(
     """Per-example importance-weighted bound L_K = E[log (1/K) sum_k w_k] (eq. 6).
 
     The upward (deterministic) pass runs once per image; the K samples are
-    drawn in chunks of at most ``max_rows // batch_size`` and combined with a
+    drawn in chunks of at most ``max_rows // batch_size`` (``max_rows``: 5,000 on a CPU, 500,000 on a
+    GPU, unless given) and combined with a
     streaming log-sum-exp, so memory stays bounded for K = 5000.  Batch norm
     is in evaluation mode (running statistics), folded into the linear layers
     (``fold_bn``, see :func:`lvae_lib.model.fold_batchnorm`).
@@ -60,6 +61,8 @@ def iw_bound(
     if any(not 0 < m < k for m in nested):
         raise ValueError(f"nested sample counts must lie in (0, k={k}), got {nested}")
     net = fold_batchnorm(model) if fold_bn and model.cfg.batch_norm else model
+    # rows per forward pass: about 5,000 keep a CPU's caches warm; a GPU wants hundreds of thousands
+    max_rows = max_rows or (500_000 if x.device.type == "cuda" else 5_000)
     chunk = max(1, min(k, max_rows // max(1, min(batch_size, len(x)))))
     out = torch.empty(len(x), dtype=torch.float64)
     inner = {m: torch.empty(len(x), dtype=torch.float64) for m in nested}

@@ -569,6 +569,8 @@ def bench_table(results_dir=None) -> pd.DataFrame:
     cols = ["device", "threads", "what", "model", "impl", "ms_per_step", "epoch_s_60k", "images_per_s",
             "mnist_test_minutes", "gflops", "pct_peak", "speedup_vs_reference", "date"]
     df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    if "precision" in df.columns:  # the step modes have a table of their own (bench.modes_table)
+        df = df[df["precision"].isna()]
     return df[[c for c in cols if c in df.columns]].round(2)
 
 

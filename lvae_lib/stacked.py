@@ -42,7 +42,7 @@ def stack_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> str:
 
 def train_stacked(model_cfg: ModelConfig, train_cfgs: list[TrainConfig], data: TrainData, run_dirs=None,
                   device: str = "cpu", progress: bool = True, stop_after: int | None = None,
-                  compile: bool | None = False):
+                  compile: bool | None = False, deadline: float | None = None):
     """Train one model per entry of ``train_cfgs`` (configs equal but for seed and warm-up, see
     :func:`stack_key`) in stacked steps; ``run_dirs`` (one per model, or None) hold their ordinary
     checkpoints. Returns ``[(model, state)]`` as :func:`lvae_lib.train.train` would for each."""
@@ -54,7 +54,8 @@ def train_stacked(model_cfg: ModelConfig, train_cfgs: list[TrainConfig], data: T
             if d is not None:
                 locks.enter_context(run_dir_lock(d))
         ckpts = [checkpoint_path(d) if d is not None else None for d in run_dirs]
-        return fit(model_cfg, list(train_cfgs), data, ckpts, device, progress, stop_after, compile=compile)
+        return fit(model_cfg, list(train_cfgs), data, ckpts, device, progress, stop_after, compile=compile,
+                   deadline=deadline)
 
 
 class StackedStep:

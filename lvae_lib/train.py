@@ -356,11 +356,12 @@ CHECK_EVERY_CUDA = 50
 
 
 def fit(cfg: ModelConfig, tcs: list[TrainConfig], data: TrainData, ckpts: list, device="cpu", progress=True,
-        stop_after=None, init_from=None, compile: bool | None = False, log=None):
+        stop_after=None, init_from=None, compile: bool | None = False, log=None, deadline: float | None = None):
     """The one training loop: M models of one shape (configs equal but for seed and warm-up), each with
     its checkpoint in ``ckpts`` (or None), trained by one step (:class:`lvae_lib.step.SingleStep` for one,
     :class:`lvae_lib.stacked.StackedStep` for several). Each model keeps its own random stream for its
-    data order, binarisation, noise and evaluations. Returns ``[(model, state)]``; callers hold the locks."""
+    data order, binarisation, noise and evaluations. Returns ``[(model, state)]``; callers hold the locks.
+    ``deadline`` (a ``time.time()``): stop, with a checkpoint, before an epoch that would end after it."""
     from .step import SingleStep, check_precision, choose, noise_shapes
 
     tc0, M = tcs[0], len(tcs)
@@ -447,8 +448,12 @@ def fit(cfg: ModelConfig, tcs: list[TrainConfig], data: TrainData, ckpts: list, 
             states[m]["history"].append(rec)
             states[m]["epoch"] = epoch + 1
         bar.set_postfix(elbo=f"{float(elbo_sum.mean()) / n:.2f}", beta=f"{betas[0]:.2f}")
-        if (epoch + 1) % tc0.checkpoint_every == 0 or epoch + 1 == last:
+        out_of_time = deadline is not None and time.time() + (time.perf_counter() - t0) * 1.2 > deadline
+        if (epoch + 1) % tc0.checkpoint_every == 0 or epoch + 1 == last or out_of_time:
             save()
+        if out_of_time:
+            log(f"stopped after epoch {epoch + 1}: the next would end after the deadline")
+            break
     bar.close()
     return [(engine.model_at(m) if M > 1 else models[0], states[m]) for m in range(M)]
 

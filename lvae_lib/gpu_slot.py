@@ -1,0 +1,327 @@
+"""A short GPU lease turned into paper-budget records: ``python3 -m lvae_lib gpu-slot --out DIR``.
+
+Made for a machine that is lent for minutes, has no network and no install step, and returns at most a
+few files (:data:`MAX_FILES` of at most :data:`MAX_FILE` bytes, :data:`MAX_TOTAL` in all, at most two
+folders down). It runs from the tree root on the machine's own ``python3``, reads MNIST from the folder
+``gpu-data/`` carried with the tree (made here by ``make gpu-data``), starts from the committed
+``results/`` and, within ``--deadline`` seconds:
+
+1. **checks and measures**: an environment line; each step mode (eager or graphed, compiled; fp32) against
+   the eager step on three identical steps; its time per model at M = 1, 4, 16 (:func:`lvae_lib.bench.time_modes`);
+   the fastest mode that agreed is used (:func:`measure`);
+2. **plans** the missing paper-budget MNIST runs in the order of :data:`ORDER`, stacked by shape
+   (:func:`lvae_lib.sweep.stack_groups`), each with its projected minutes, and prints the plan (:func:`plan`);
+3. **trains** each stack until done or until the deadline (checkpoints kept), **evaluates** the finished
+   ones (L_5000 in large GPU chunks) and writes ordinary records;
+4. **packs** into ``--out``: the log and the bench CSV at once, each record as soon as it is written (a
+   tar of its folder), and at the end the checkpoints of unfinished runs in pieces (:func:`pack`).
+
+``python -m lvae_lib gpu-unpack DIR`` puts the records into ``results/`` (checked against their
+checksums) and the checkpoints where ``run`` resumes them (:func:`unpack`). ``make rehearse-gpu`` runs
+the same command here, at the smoke budget, in a Python 3.12 venv with torch 2.11 and only the GPU
+machine's packages, with the network cut, and checks what comes back against the limits.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import sys
+import tarfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from . import experiments as E
+
+MAX_FILES, MAX_FILE, MAX_TOTAL = 8, 15 * 2**20, 60 * 2**20  # the lease's 8 files, 16 MiB each, 64 MiB: a margin
+DATA_DIR = E.ROOT / "gpu-data"  # MNIST (and the commit) carried with the tree; git-ignored
+ORDER = (  # what the paper budget still misses, most needed first
+    [E.Run("mnist", v, 5) for v in ("VAE+BN", "VAE")]  # Fig. 2 complete
+    + [E.Run("mnist", v, 5, seed=s) for s in (1, 2) for v in ("LVAE+BN+WU", "VAE+BN+WU")]  # the central pair's seeds
+    + E.FIGURES["fig3"]  # the rest of the Fig. 3 grid
+)
+EVAL_MARGIN = 1.3  # a record's evaluation is planned at this many times its measured estimate
+
+
+def say(*parts) -> None:
+    print(time.strftime("%H:%M:%S"), *parts, flush=True)
+
+
+def environment(device: str) -> str:
+    import torch
+
+    from .train import device_label, git_commit
+
+    return (f"{device_label(device)}, torch {torch.__version__}, python {sys.version.split()[0]}, "
+            f"commit {git_commit()}, {os.cpu_count()} cores")
+
+
+def measure(device: str, sizes=(1, 4, 16), steps: int = 20) -> tuple[dict, list[dict]]:
+    """Check each fp32 step mode against the eager one, time those that agree; returns the fastest
+    (``{"compiled": bool, "per_model_s": {M: s}}``) and every timing row (for the bench CSV)."""
+    import torch
+
+    from .bench import BATCH, time_modes
+    from .config import TrainConfig, preset
+    from .model import LadderVAE
+    from .stacked import StackedStep
+    from .step import noise_shapes
+
+    cfg, _ = preset("LVAE+BN+WU", 5)
+    torch.manual_seed(0)
+    models = [LadderVAE(cfg).to(device) for _ in range(2)]
+    x = torch.bernoulli(torch.rand(2, BATCH, cfg.x_dim, device=device))
+    eps = [torch.randn(2, *s, device=device) for s in noise_shapes(cfg, BATCH)]
+    losses = {}
+    for compiled in (False, True):
+        import copy
+
+        step = StackedStep(copy.deepcopy(models), TrainConfig(batch_size=BATCH), device, compiled)
+        losses[compiled] = [step(x, eps, [0.5, 1.0])[0] for _ in range(3)]
+        if compiled and not step._grads.ok:
+            losses[compiled] = None
+    agree = {False: True, True: losses[True] is not None and all(
+        torch.allclose(a, b, rtol=1e-4, atol=1e-3) for a, b in zip(losses[True], losses[False]))}
+    say(f"compiled step against eager (3 steps, 2 stacked 5-layer LVAEs): {'agrees' if agree[True] else 'DISAGREES'}")
+    rows = time_modes("LVAE+BN+WU", steps, sizes, device, repeats=1,
+                      which=[("fp32", False), ("fp32", True)] + ([("tf32", True)] if device != "cpu" else []))
+    for r in rows:
+        say(f"  M={r['M']:<2d} {'compiled' if r['compiled'] else r['mode']:8s} {r['precision']}: "
+            f"{1e3 * r['seconds'] / r['M']:.2f} ms a step per model" + (f" (compile {r['compile_s']:.0f} s)" if r["compiled"] else ""))
+    best = {}
+    for compiled in (False, True):
+        if agree[compiled]:
+            best[compiled] = {r["M"]: r["seconds"] / r["M"] for r in rows if r["compiled"] == compiled and r["precision"] == "fp32"}
+    pick = min(best, key=lambda c: min(best[c].values()))
+    say(f"training with the {'compiled' if pick else 'eager'} fp32 step")
+    return {"compiled": pick, "per_model_s": best[pick]}, rows
+
+
+def _step_s(per_model_s: dict, m: int) -> float:
+    """Seconds a step of a stack of ``m`` takes, from the measured per-model times (nearest measured M)."""
+    near = min(per_model_s, key=lambda k: abs(k - m))
+    return per_model_s[near] * m
+
+
+def plan(budget: E.Budget, store, per_model_s: dict, work_dir, seconds: float, eval_s: float):
+    """The stacks to train, in :data:`ORDER`, each as ``(runs, epochs_left, minutes, fits)``: those that fit,
+    in order, into ``seconds`` (one after another) first, then the others (trained for their checkpoints)."""
+    from .sweep import stack_groups
+    from .train import checkpoint_path, load_checkpoint
+
+    todo = [r for r in dict.fromkeys(ORDER) if not store.complete(r, r.key(budget))]
+    out, used = [], 0.0
+    for group in stack_groups(todo, budget):
+        done = [load_checkpoint(p)["epoch"] if (p := checkpoint_path(E.run_dir(work_dir, budget, r))).exists() else 0
+                for r in group]
+        # a stack resumes from one epoch: the runs at the first one's epoch stack, the others wait
+        group = [r for r, d in zip(group, done) if d == done[0]]
+        left = budget.epochs(group[0].dataset) - done[0]
+        steps = -(-(budget.train_subset or 60000) // 256)
+        secs = left * steps * _step_s(per_model_s, len(group)) + eval_s * EVAL_MARGIN * len(group)
+        fits = used + secs <= seconds
+        used += secs if fits else 0.0
+        out.append((group, left, secs / 60, fits))
+    return sorted(out, key=lambda g: not g[3])
+
+
+def run_slot(out: Path, budget: str = "paper", device: str = "cuda", deadline_s: float = 560,
+             results_dir=None, work_dir=None, data_root=None, sizes=(1, 4, 16)) -> int:
+    """The whole slot (module docstring); returns 0 when it ran to its end, finished or not."""
+    import pandas as pd
+    import torch
+
+    from . import results
+    from .data import train_data
+    from .runner import run_one
+    from .stacked import train_stacked
+
+    t_end = time.time() + deadline_s
+    out.mkdir(parents=True, exist_ok=True)
+    data_root = data_root or (DATA_DIR if DATA_DIR.exists() else None)
+    b = E.get_budget(budget)
+    results_dir = Path(results_dir or E.DEFAULT_RESULTS)
+    work_dir = Path(work_dir or (out.parent / "gpu-runs"))
+    if (DATA_DIR / "commit.txt").exists() and "LVAE_GIT_COMMIT" not in os.environ:
+        os.environ["LVAE_GIT_COMMIT"] = (DATA_DIR / "commit.txt").read_text().strip()
+    say("environment:", environment(device))
+    store = results.Store(results_dir, b.name)
+    before = {p.parent for p in store.root.rglob("record.json")} if store.root.exists() else set()
+    chosen, rows = measure(device, sizes)
+    pd.DataFrame(rows).assign(device=environment(device)).to_csv(out / "bench.csv", index=False)
+    data = train_data("mnist", data_root)
+    eval_s = _eval_seconds(device, b)
+    groups = plan(b, store, chosen["per_model_s"], work_dir, t_end - time.time() - 30, eval_s)
+    say(f"plan ({(t_end - time.time()):.0f} s left, L_{b.eval_k} about {eval_s:.0f} s a record):")
+    for g, left, minutes, fits in groups:
+        say(f"  {'finish ' if fits else 'advance'} {', '.join(f'{r.label} s{r.seed}' for r in g)}: "
+            f"{left} epochs, about {minutes:.1f} min")
+    packed = 0
+    for g, _, _, _ in groups:
+        if time.time() > t_end - 40:
+            break
+        mcfg, _ = g[0].configs(b)
+        eval_room = eval_s * EVAL_MARGIN * len(g) + 20
+        train_stacked(mcfg, [r.configs(b)[1] for r in g], data, [E.run_dir(work_dir, b, r) for r in g], device=device,
+                      progress=False, compile=chosen["compiled"], deadline=t_end - eval_room)
+        for r in g:
+            if time.time() > t_end - eval_s * EVAL_MARGIN - 20:
+                break
+            ck = torch.load(E.run_dir(work_dir, b, r) / "checkpoint.pt", map_location="cpu", weights_only=True)
+            if ck["epoch"] >= b.epochs(r.dataset):
+                rec = run_one(r, b, results_dir, work_dir, device, progress=False, data_root=data_root)
+                say(f"record {r.label} seed {r.seed}: test L_1 {rec.summary.test_L1:.2f}, L_{b.eval_k} {rec.summary.test_LK:.2f}")
+                packed += _pack_record(out, Path(rec.path), packed)
+    new = {p.parent for p in store.root.rglob("record.json")} - before
+    say(f"{len(new)} new record(s); packing the checkpoints of unfinished runs")
+    pack_checkpoints(out, work_dir, b)
+    say("done; files in", out, ":", ", ".join(sorted(p.name for p in out.iterdir())))
+    return 0
+
+
+def _eval_seconds(device: str, b: E.Budget) -> float:
+    """A record's evaluation (L_K, L_1, KL, PCA) measured on a few images, scaled to the test set."""
+    import torch
+
+    from .config import preset
+    from .model import LadderVAE
+    from .objectives import iw_bound
+
+    cfg, _ = preset("LVAE+BN+WU", 5)
+    model = LadderVAE(cfg).to(device).eval()
+    n = 200 if device != "cpu" else 5
+    x = torch.bernoulli(torch.rand(n, cfg.x_dim, device=device))
+    iw_bound(model, x[:2], k=10, progress=False)
+    t = time.perf_counter()
+    iw_bound(model, x, k=b.eval_k, batch_size=100, progress=False)
+    if device != "cpu":
+        torch.cuda.synchronize()
+    test = b.test_subset or 10000
+    return (time.perf_counter() - t) * test / n + 10
+
+
+def _files(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if p.is_file()]
+
+
+def _room(out: Path, size: int) -> bool:
+    files = _files(out)
+    return len(files) < MAX_FILES and size <= MAX_FILE and sum(p.stat().st_size for p in files) + size <= MAX_TOTAL
+
+
+def _pack_record(out: Path, folder: Path, n: int) -> int:
+    """``folder`` as ``record-<label>-<key>.tar`` in ``out`` if the limits allow; returns 1 if packed."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(folder, arcname=f"{folder.parent.name}/{folder.name}")
+    name = out / f"record-{_safe(folder.name)}.tar"
+    if not _room(out, len(buf.getvalue())):
+        say(f"no room left for {name.name} ({len(buf.getvalue()) / 2**20:.1f} MiB): it stays behind")
+        return 0
+    tmp = name.with_suffix(".part")
+    tmp.write_bytes(buf.getvalue())
+    tmp.rename(name)  # a deadline kill leaves a whole tar or none
+    return 1
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+def pack_checkpoints(out: Path, work_dir: Path, b: E.Budget) -> None:
+    """Each unfinished checkpoint gzipped and cut into pieces ``ckpt-<key>.gz.<i>`` while the limits allow."""
+    for ck in sorted((Path(work_dir) / b.name).glob("*/checkpoint.pt")):
+        key = ck.parent.name
+        blob = gzip.compress(ck.read_bytes(), compresslevel=6)
+        pieces = [blob[i:i + MAX_FILE] for i in range(0, len(blob), MAX_FILE)]
+        files = _files(out)
+        if len(files) + len(pieces) > MAX_FILES or sum(p.stat().st_size for p in files) + len(blob) > MAX_TOTAL:
+            say(f"no room for the checkpoint {key} ({len(blob) / 2**20:.1f} MiB gzipped): it stays behind")
+            continue
+        for i, p in enumerate(pieces):
+            (out / f"ckpt-{key}.gz.{i}").write_bytes(p)
+        say(f"checkpoint {key} packed in {len(pieces)} piece(s)")
+
+
+def unpack(folder: Path, results_dir=None, work_dir=None, budget: str = "paper") -> list[str]:
+    """Records of ``folder`` into ``results/`` (each checked against its checksums before it is kept), and
+    checkpoints into ``work_dir`` where ``run`` resumes them (unless the one there is further on)."""
+    from . import results
+    from .train import load_checkpoint, save_checkpoint
+
+    b = E.get_budget(budget)
+    results_dir = Path(results_dir or E.DEFAULT_RESULTS)
+    work_dir = Path(work_dir or E.DEFAULT_WORK)
+    done = []
+    for tar in sorted(Path(folder).glob("record-*.tar")):
+        with tarfile.open(tar) as t:
+            members = [m for m in t.getmembers() if m.isfile()]
+            if any(Path(m.name).is_absolute() or ".." in Path(m.name).parts for m in members):
+                raise ValueError(f"{tar}: a path leaves the record's folder; not unpacked")
+            files = {Path(m.name).name: t.extractfile(m).read() for m in members}
+            dataset, name = Path(members[0].name).parts[:2]
+        tmp = Path(folder) / f".check-{name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            for n, data in files.items():
+                (tmp / n).write_bytes(data)
+            rec = results.read(tmp)  # its checksums, before it lands
+        finally:
+            shutil.rmtree(tmp)
+        run = E.Run(dataset, rec.run.variant, rec.run.layers, rec.run.finetune, rec.run.seed,
+                    rec.train_cfg.get("precision", "fp32"))
+        if run.key(b) != rec.key:
+            raise ValueError(f"{tar}: its record's key {rec.key} is not its run's {run.key(b)} at {b.name}")
+        results.Store(results_dir, b.name).write_files(run, rec.key, files)
+        done.append(f"record {dataset}/{name}")
+    pieces: dict[str, list[Path]] = {}
+    for p in Path(folder).glob("ckpt-*.gz.*"):
+        pieces.setdefault(p.name.split(".gz.")[0][len("ckpt-"):], []).append(p)
+    for key, parts in sorted(pieces.items()):
+        blob = gzip.decompress(b"".join(p.read_bytes() for p in sorted(parts, key=lambda p: int(p.name.rsplit(".", 1)[1]))))
+        tmp = Path(folder) / f".{key}.pt"
+        tmp.write_bytes(blob)
+        ck = load_checkpoint(tmp)  # a torn or foreign file is refused, naming it
+        dest = work_dir / b.name / key / "checkpoint.pt"
+        if dest.exists() and load_checkpoint(dest)["epoch"] >= ck["epoch"]:
+            done.append(f"checkpoint {key}: epoch {ck['epoch']}, the one here is as far: kept")
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(ck, dest)
+            done.append(f"checkpoint {key}: epoch {ck['epoch']} -> {dest}")
+        tmp.unlink()
+    return done
+
+
+def prepare(data_src, dest: Path = DATA_DIR) -> Path:
+    """Copy MNIST (verified) and the commit into ``dest`` (``gpu-data/``), to be carried with the tree."""
+    from .data import FILES, fetch
+    from .train import git_commit
+
+    for key in (k for k in FILES if k.startswith("mnist")):
+        src = fetch(key, data_src, allow_download=False)
+        target = dest / FILES[key].path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+    (dest / "commit.txt").write_text(git_commit() + "\n")
+    return dest
+
+
+def check_returned(out: Path) -> list[str]:
+    """What in ``out`` a lease would not return (too many files, too large, too deep, odd names)."""
+    files = _files(out)
+    bad = [f"{len(files)} files (at most {MAX_FILES})"] if len(files) > MAX_FILES else []
+    bad += [f"{p.name}: {p.stat().st_size / 2**20:.1f} MiB" for p in files if p.stat().st_size > MAX_FILE]
+    bad += [f"{p}: more than two folders down" for p in files if len(p.relative_to(out).parts) > 3]
+    bad += [f"{p.name}: odd characters" for p in files if _safe(p.name) != p.name]
+    total = sum(p.stat().st_size for p in files)
+    bad += [f"{total / 2**20:.1f} MiB in all (at most {MAX_TOTAL / 2**20:.0f})"] if total > MAX_TOTAL else []
+    return bad
+
+
+def as_json(out: Path) -> str:
+    return json.dumps({p.name: p.stat().st_size for p in _files(out)}, indent=1)

@@ -1,0 +1,75 @@
+"""The GPU slot's packing: what comes back fits the lease's limits, and unpacks into records and checkpoints
+that are checked before they land."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lvae_lib import experiments as E
+from lvae_lib import gpu_slot as G
+from lvae_lib.results import BadRecord, Store
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_results import fake_record  # noqa: E402
+
+
+def _record(root, run, budget="smoke"):
+    b = E.get_budget(budget)
+    st = Store(root, budget)
+    return Path(st.write(run, run.key(b), fake_record(run, run.key(b), budget=budget), [{"epoch": 1}],
+                         {"a": torch.zeros(3).numpy()}))
+
+
+def test_records_and_checkpoints_round_trip_within_the_limits(tmp_path, monkeypatch):
+    monkeypatch.setattr(G, "MAX_FILE", 40_000)  # small limits, so that a checkpoint comes in pieces
+    run = E.Run("mnist", "VAE", 5)
+    folder = _record(tmp_path / "there", run)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert G._pack_record(out, folder, 0) == 1
+    ck = tmp_path / "gpu-runs" / "smoke" / "abc123" / "checkpoint.pt"
+    ck.parent.mkdir(parents=True)
+    torch.save({"epoch": 1, "model": {"w": torch.randn(30_000)}}, ck)  # about 120 kB: several pieces
+    G.pack_checkpoints(out, tmp_path / "gpu-runs", E.get_budget("smoke"))
+    assert len(list(out.glob("ckpt-abc123.gz.*"))) >= 2
+    assert G.check_returned(out) == []
+    done = G.unpack(out, tmp_path / "here", tmp_path / "runs-here", "smoke")
+    assert any(d.startswith("record mnist/") for d in done)
+    assert Store(tmp_path / "here", "smoke").load(run, run.key(E.get_budget("smoke"))).run.label == "VAE-L5"
+    back = torch.load(tmp_path / "runs-here" / "smoke" / "abc123" / "checkpoint.pt", weights_only=True)
+    torch.testing.assert_close(back["model"]["w"], torch.load(ck, weights_only=True)["model"]["w"])
+    # a checkpoint here that is further on is kept
+    torch.save({"epoch": 5, "model": {}}, tmp_path / "runs-here" / "smoke" / "abc123" / "checkpoint.pt")
+    assert any("kept" in d for d in G.unpack(out, tmp_path / "here", tmp_path / "runs-here", "smoke"))
+
+
+def test_a_tampered_record_is_refused_and_too_much_is_left_behind(tmp_path, monkeypatch):
+    run = E.Run("mnist", "VAE", 4)
+    folder = _record(tmp_path / "there", run)
+    (folder / "metrics.csv").write_text("epoch\n9\n")  # changed after it was sealed
+    out = tmp_path / "out"
+    out.mkdir()
+    G._pack_record(out, folder, 0)
+    with pytest.raises(BadRecord, match="metrics.csv changed"):
+        G.unpack(out, tmp_path / "here", tmp_path / "runs-here", "smoke")
+    assert not (tmp_path / "here").exists() or not list((tmp_path / "here").rglob("record.json"))
+    # the limits: a ninth file, or one too large, is not packed and is named
+    for i in range(G.MAX_FILES - 1):
+        (out / f"f{i}").write_bytes(b"x")
+    assert G._pack_record(out, _record(tmp_path / "there", E.Run("mnist", "VAE", 3)), 0) == 0
+    (out / "big").write_bytes(b"x" * (G.MAX_FILE + 1))
+    assert any("9 files" in p for p in G.check_returned(out)) and any("big" in p for p in G.check_returned(out))
+
+
+def test_the_plan_puts_what_fits_first_and_says_so(tmp_path):
+    b = E.get_budget("paper")
+    groups = G.plan(b, Store(tmp_path, "paper"), {1: 0.0005, 4: 0.0002, 16: 0.0001}, tmp_path, 600, eval_s=10)
+    first = groups[0][0]
+    # an empty store: VAE+BN stacks with every seed of VAE+BN+WU (they differ only in warm-up)
+    assert [(r.label, r.seed) for r in first] == [("VAE+BN-L5", 0), ("VAE+BN+WU-L5", 1), ("VAE+BN+WU-L5", 2),
+                                                  ("VAE+BN+WU-L5", 0)]
+    assert groups[0][3] and groups[0][1] == 2000
+    assert not groups[-1][3]  # the Fig. 3 grid does not fit in 600 s
+    minutes = [g[2] for g in groups if g[3]]
+    assert sum(minutes) * 60 <= 600 and minutes[0] == pytest.approx((2000 * 235 * 0.0008 + 4 * 13) / 60)
