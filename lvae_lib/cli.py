@@ -104,22 +104,42 @@ def cmd_train(a) -> int:
     from safetensors.torch import save_file
 
     from .data import train_data
-    from .train import train
+    from .train import checkpoint_path, fit, run_dir_lock
 
     mcfg, warm = preset(a.preset, a.layers, a.dataset, share_top_down=not a.no_share)
     tcfg = TrainConfig(epochs=a.epochs, warmup_epochs=a.warmup if warm else 0, lr=a.lr, batch_size=a.batch_size,
                        mc_samples=a.mc, iw_samples=a.iw, eval_every=a.eval_every, seed=a.seed,
                        train_subset=a.train_subset, test_subset=a.test_subset, precision=a.precision)
     run = Path(a.run_dir)
-    model, state = train(mcfg, tcfg, train_data(a.dataset, a.data_dir), run, device=a.device, compile=COMPILE[a.compile])
-    pd.DataFrame(state["history"]).to_csv(run / "metrics.csv", index=False)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, run / "model.safetensors")
-    (run / "config.json").write_text(json.dumps({"model": state["model_cfg"], "train": state["train_cfg"],
-                                                 "preset": a.preset, "dataset": a.dataset}, indent=1))
+    data = train_data(a.dataset, a.data_dir)
+    with run_dir_lock(run):  # the outputs too are written by the trainer that holds the run dir
+        [(model, state)] = fit(mcfg, [tcfg], data, [checkpoint_path(run)], a.device, compile=COMPILE[a.compile])
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        _atomic(run / "metrics.csv", lambda f: pd.DataFrame(state["history"]).to_csv(f, index=False))
+        _atomic(run / "model.safetensors", lambda f: save_file(weights, f))
+        _atomic(run / "config.json", lambda f: Path(f).write_text(json.dumps(
+            {"model": state["model_cfg"], "train": state["train_cfg"], "preset": a.preset, "dataset": a.dataset},
+            indent=1)))
     last = state["history"][-1]
     print(f"done: epoch {last['epoch']}, train ELBO {last['train_elbo']:.2f}, test L_1 {last.get('test_elbo', float('nan')):.2f}"
           f" -> {run}")
     return 0
+
+
+def _atomic(path: Path, write) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, then renamed into place; a failure (a full disk)
+    names ``path`` and leaves the old file as it was."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def cmd_evaluate(a) -> int:
@@ -147,7 +167,12 @@ def cmd_evaluate(a) -> int:
         print(f"error: {run / 'config.json'} is not a config written by `train` ({type(e).__name__}: {e})", file=sys.stderr)
         return 2
     model = LadderVAE(mcfg).to(a.device)
-    model.load_state_dict(load_file(run / "model.safetensors"))
+    try:
+        model.load_state_dict(load_file(run / "model.safetensors"))
+    except Exception as e:  # noqa: BLE001 - torn, missing or another model's: name both files
+        print(f"error: {run / 'model.safetensors'} does not hold the model of {run / 'config.json'} "
+              f"({type(e).__name__}: {str(e).splitlines()[0][:160]}); train it again with `train {run}`", file=sys.stderr)
+        return 2
     data = train_data(cfg["dataset"], a.data_dir)
     x = data.x_test[: a.test_subset or None].to(a.device)
     if a.recompute_bn:
@@ -359,9 +384,22 @@ def main(argv=None) -> int:
     try:
         return a.fn(a)
     except KeyboardInterrupt:
-        print("\ninterrupted: the checkpoints written so far are kept; run the same command again to resume",
-              file=sys.stderr)
+        if a.cmd == "evaluate":
+            print("\ninterrupted: L_K is computed in one pass and was not saved; run the command again to start it "
+                  "anew", file=sys.stderr)
+        else:
+            print("\ninterrupted: the checkpoints written so far are kept; run the same command again to resume",
+                  file=sys.stderr)
         return 130
-    except (CheckpointError, DivergenceError, DataError, PermissionError) as e:  # one line, no traceback
+    except ValueError as e:  # e.g. a run dir trained with other settings: one line, and what to do
+        if a.cmd == "train" and "other configs" in str(e):
+            print(f"error: {e}. A run's settings (--epochs too) are fixed when it starts: to train longer or "
+                  f"otherwise, give a new run dir", file=sys.stderr)
+            return 2
+        raise
+    except (CheckpointError, DivergenceError, DataError, PermissionError, ConnectionError) as e:  # one line
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a full disk, a read-only folder: the path and the reason, no traceback
+        print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 1

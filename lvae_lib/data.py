@@ -202,6 +202,9 @@ def fetch(key: str, root: str | Path | None = None, allow_download: bool = True)
     spec = FILES[key]
     for r in search_roots(root):
         p = r / spec.path
+        if p.is_dir():
+            raise DataError(f"{p} is a folder where the data file {spec.path} should be: replace it with the file "
+                            f"({spec.describe()})")
         if p.exists():
             verify(p, spec)
             return p
@@ -361,11 +364,18 @@ def _read_cache(path: Path) -> dict:
 
 def _atomic_write(path: Path, write) -> None:
     """``write(tmp)`` into a temporary file of this process's own beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    except OSError as e:
+        raise DataError(f"cannot write the processed cache {path}: {e.strerror or e} (set {ENV_CACHE} to a "
+                        f"writable folder with room)") from None
     os.close(fd)
     try:
         write(Path(tmp))
         os.replace(tmp, path)
+    except OSError as e:
+        raise DataError(f"cannot write the processed cache {path}: {e.strerror or e} (set {ENV_CACHE} to a "
+                        f"writable folder with room)") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -404,14 +414,36 @@ def load_dataset(name: str, split: str, root: str | Path | None = None) -> tuple
 
 
 def _split(a: dict, name: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """One split of the cached arrays ``a`` as tensors, intensities in [0, 1]."""
+    """One split of the cached arrays ``a`` as tensors, intensities in [0, 1], checked (:func:`check_pixels`)."""
     x, y = a[f"x_{split}"], a[f"y_{split}"]
     if name == "norb":
         g = np.random.default_rng(NORB_DEQUANT_SEED + (split == "test"))
         x = (x.astype(np.float32) + g.random(x.shape, dtype=np.float32)) / 256.0
     elif x.dtype == np.uint8:
         x = x.astype(np.float32) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    check_pixels(x, y, name, split)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def check_pixels(x: np.ndarray, y: np.ndarray, name: str, split: str) -> None:
+    """What the data must be, whatever the cache says: images of the dataset's size, finite, in [0, 1],
+    not all one value, one label each; else a :class:`DataError` naming the dataset and the remedy."""
+    d = DATASETS[name]
+    bad = None
+    if x.ndim != 2 or x.shape[1] != d.x_dim or len(x) == 0:
+        bad = f"shape {x.shape}, expected [images, {d.x_dim}]"
+    elif len(y) != len(x):
+        bad = f"{len(y)} labels for {len(x)} images"
+    elif not np.isfinite(x).all():
+        bad = f"{int((~np.isfinite(x)).sum())} pixels are NaN or infinite"
+    elif x.min() < 0 or x.max() > 1:
+        bad = f"pixels range over [{x.min():g}, {x.max():g}], not [0, 1]"
+    elif x.max() == x.min():
+        bad = f"every pixel is {x.min():g}"
+    if bad:
+        raise DataError(f"the {name} {split} set is not usable: {bad}. Delete the processed cache "
+                        f"{cache_dir() / 'processed'} and the source files it was built from will be read again")
 
 
 def fixed_binarization(x: torch.Tensor, seed: int = TEST_BINARIZATION_SEED) -> torch.Tensor:

@@ -59,45 +59,62 @@ def environment(device: str) -> str:
             f"commit {git_commit()}, {os.cpu_count()} cores")
 
 
-def measure(device: str, sizes=(1, 4, 16), steps: int = 20) -> tuple[dict, list[dict]]:
-    """Check each fp32 step mode against the eager one, time those that agree; returns the fastest
+def measure(device: str, sizes=(1, 4, 16), steps: int = 20, budget_s: float = 90) -> tuple[dict, list[dict]]:
+    """Time the eager fp32 step at each stack size M in ``sizes``; then, if there is time left of
+    ``budget_s``, compile the step at the largest M, check three of its steps against the eager one's
+    (same models, batches and noise) and time it. Returns the faster mode that agreed
     (``{"compiled": bool, "per_model_s": {M: s}}``) and every timing row (for the bench CSV)."""
+    import copy
+
     import torch
 
-    from .bench import BATCH, time_modes
+    from .bench import BATCH, _sync, time_modes
     from .config import TrainConfig, preset
     from .model import LadderVAE
     from .stacked import StackedStep
     from .step import noise_shapes
 
+    t0 = time.time()
+    rows = time_modes("LVAE+BN+WU", steps, sizes, device, repeats=1, which=[("fp32", False)])
+    eager = {r["M"]: r["seconds"] / r["M"] for r in rows}
+    for m, s in eager.items():
+        say(f"  M={m:<2d} eager{' (graphed)' if device != 'cpu' and m == 1 else ''} fp32: {1e3 * s:.2f} ms a step per model")
+    pick = {"compiled": False, "per_model_s": eager}
+    if time.time() - t0 > budget_s / 3:
+        say(f"no time left of the {budget_s:.0f} s for checking: training with the eager step")
+        return pick, rows
+    m = max(sizes)
     cfg, _ = preset("LVAE+BN+WU", 5)
     torch.manual_seed(0)
-    models = [LadderVAE(cfg).to(device) for _ in range(2)]
-    x = torch.bernoulli(torch.rand(2, BATCH, cfg.x_dim, device=device))
-    eps = [torch.randn(2, *s, device=device) for s in noise_shapes(cfg, BATCH)]
-    losses = {}
-    for compiled in (False, True):
-        import copy
-
-        step = StackedStep(copy.deepcopy(models), TrainConfig(batch_size=BATCH), device, compiled)
-        losses[compiled] = [step(x, eps, [0.5, 1.0])[0] for _ in range(3)]
-        if compiled and not step._grads.ok:
-            losses[compiled] = None
-    agree = {False: True, True: losses[True] is not None and all(
-        torch.allclose(a, b, rtol=1e-4, atol=1e-3) for a, b in zip(losses[True], losses[False]))}
-    say(f"compiled step against eager (3 steps, 2 stacked 5-layer LVAEs): {'agrees' if agree[True] else 'DISAGREES'}")
-    rows = time_modes("LVAE+BN+WU", steps, sizes, device, repeats=1,
-                      which=[("fp32", False), ("fp32", True)] + ([("tf32", True)] if device != "cpu" else []))
-    for r in rows:
-        say(f"  M={r['M']:<2d} {'compiled' if r['compiled'] else r['mode']:8s} {r['precision']}: "
-            f"{1e3 * r['seconds'] / r['M']:.2f} ms a step per model" + (f" (compile {r['compile_s']:.0f} s)" if r["compiled"] else ""))
-    best = {}
-    for compiled in (False, True):
-        if agree[compiled]:
-            best[compiled] = {r["M"]: r["seconds"] / r["M"] for r in rows if r["compiled"] == compiled and r["precision"] == "fp32"}
-    pick = min(best, key=lambda c: min(best[c].values()))
-    say(f"training with the {'compiled' if pick else 'eager'} fp32 step")
-    return {"compiled": pick, "per_model_s": best[pick]}, rows
+    models = [LadderVAE(cfg).to(device) for _ in range(m)]
+    x = torch.bernoulli(torch.rand(m, BATCH, cfg.x_dim, device=device))
+    eps = [torch.randn(m, *s, device=device) for s in noise_shapes(cfg, BATCH)]
+    betas = [1.0] * m
+    ref = StackedStep(copy.deepcopy(models), TrainConfig(batch_size=BATCH), device, False)
+    comp = StackedStep(copy.deepcopy(models), TrainConfig(batch_size=BATCH), device, True)
+    t1 = time.time()
+    same = []
+    for _ in range(3):
+        same.append(torch.allclose(comp(x, eps, betas)[0], ref(x, eps, betas)[0], rtol=1e-4, atol=1e-3))
+    compile_s = time.time() - t1
+    ok = comp._grads.ok and all(same)
+    say(f"compiled step at M={m} against eager, 3 steps: {'agrees' if ok else 'DISAGREES or failed'} "
+        f"(compiling took {compile_s:.0f} s)")
+    if not ok:
+        return pick, rows
+    _sync(device)
+    t2 = time.perf_counter()
+    for _ in range(steps):
+        comp(x, eps, betas)
+    _sync(device)
+    sec = (time.perf_counter() - t2) / steps
+    rows.append({"M": m, "precision": "fp32", "compiled": True, "seconds": sec, "compile_s": compile_s, "mode": "compiled"})
+    say(f"  M={m:<2d} compiled fp32: {1e3 * sec / m:.2f} ms a step per model")
+    if sec / m < eager[m]:
+        # other stack sizes scale as the eager ones do (each size compiles once more when it trains)
+        pick = {"compiled": True, "per_model_s": {k: v * (sec / m) / eager[m] for k, v in eager.items()}}
+    say(f"training with the {'compiled' if pick['compiled'] else 'eager'} fp32 step")
+    return pick, rows
 
 
 def _step_s(per_model_s: dict, m: int) -> float:
@@ -165,8 +182,9 @@ def run_slot(out: Path, budget: str = "paper", device: str = "cuda", deadline_s:
             break
         mcfg, _ = g[0].configs(b)
         eval_room = eval_s * EVAL_MARGIN * len(g) + 20
+        # compiled only where the run is long enough to repay it (step.choose): never at the smoke budget
         train_stacked(mcfg, [r.configs(b)[1] for r in g], data, [E.run_dir(work_dir, b, r) for r in g], device=device,
-                      progress=False, compile=chosen["compiled"], deadline=t_end - eval_room)
+                      progress=False, compile=None if chosen["compiled"] else False, deadline=t_end - eval_room)
         for r in g:
             if time.time() > t_end - eval_s * EVAL_MARGIN - 20:
                 break

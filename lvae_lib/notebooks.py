@@ -254,6 +254,32 @@ def resolve_budget(target: str, budget: str = "default", results_dir=None, seed:
     return "smoke"
 
 
+# a notebook refuses to train for longer than this on a CPU (it says how to train the runs instead)
+MAX_NOTEBOOK_HOURS = 1.0
+
+
+def eta_hours(runs, budget, device="cpu") -> float:
+    """Projected training hours of ``runs`` at ``budget`` on ``device``, from the committed benchmark's
+    library step (``results/bench/cpu.csv`` or ``gpu.csv``; 45 ms a step on a CPU, 3 ms on a GPU without one)."""
+    gpu = str(device).startswith("cuda")
+    step_s = 0.003 if gpu else 0.045
+    f = DEFAULT_RESULTS / "bench" / ("gpu.csv" if gpu else "cpu.csv")
+    if f.exists():
+        bench = pd.read_csv(f)
+        rows = bench[(bench["what"] == "train step") & bench["impl"].isin(["library", "library, CUDA graph"])]
+        if len(rows):  # the slower model's step, in the faster of the two (a GPU replays a CUDA graph)
+            step_s = float(rows.groupby("impl")["ms_per_step"].max().min()) / 1e3
+    steps = 0
+    for r in runs:
+        mcfg, tc = r.configs(budget)
+        per_epoch = -(-(tc.train_subset or 60000) // tc.batch_size)
+        steps += tc.epochs * per_epoch
+        if r.finetune:
+            ft = r.finetune_config(budget)
+            steps += ft.epochs * per_epoch * ft.mc_samples * ft.iw_samples
+    return steps * step_s / 3600
+
+
 def ensure(target: str, budget: str = "default", device: str = "cpu", results_dir=None, work_dir=None,
            progress: bool = True, data_root=None, seed: int = 0):
     """Make sure every record of ``target`` exists (training what is missing) and return them as a DataFrame:
@@ -265,10 +291,27 @@ def ensure(target: str, budget: str = "default", device: str = "cpu", results_di
     """
     results_dir = results_dir or DEFAULT_RESULTS
     work_dir = work_dir or DEFAULT_WORK
+    _check_value("budget", budget, f"ensure({target!r})")
+    _check_value("device", device, f"ensure({target!r})")
     b = get_budget(resolve_budget(target, budget, results_dir, seed))
     runs = [replace(r, seed=seed) for r in runs_for(target)]
     store = results.Store(results_dir, b.name)
     missing = store.missing(runs, b)
+    if missing:
+        store.check_writable()  # before hours of training, not after
+        hours = eta_hours(missing, b, device)
+        print(f"{target}: {len(missing)} run(s) missing at the {b.name} budget, about {hours:.1f} h on {device}: "
+              + ", ".join(f"{r.label} (seed {r.seed})" for r in missing))
+        if hours > MAX_NOTEBOOK_HOURS and not str(device).startswith("cuda"):
+            raise RuntimeError(
+                f"{target} would train {len(missing)} run(s) for about {hours:.0f} h on this CPU before it can draw: "
+                f"train them first with `python -m lvae_lib run {target} --budget {b.name}` (resumable, in the "
+                f"background), or run the notebook with -p device cuda")
+        if str(device).startswith("cuda"):  # on a GPU, the runs that share a shape train as one stack
+            from .sweep import stack_groups, train_stack
+
+            for group in [g for g in stack_groups(missing, b) if len(g) > 1]:
+                train_stack(group, b, device, 1, work_dir, data_root, progress, compile=None)
     unavailable: dict[str, str] = {}
     for r in tqdm(missing, desc=f"{target}: training {len(missing)} missing run(s) [{budget}]", disable=not progress or not missing):
         if r.dataset in unavailable:

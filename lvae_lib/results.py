@@ -52,9 +52,54 @@ def _write_json(folder: Path, record: "Record") -> None:
     (Path(folder) / "record.json").write_text(json.dumps(record.to_json(), indent=1))
 
 
-def read(folder: Path, key: str | None = None, label: str | None = None) -> "Record":
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the folders ``a`` and ``b`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where
+    the system cannot."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), exchange) == 0
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Put the complete folder ``tmp`` at ``final`` so that ``final`` is never absent or half-written: a
+    rename where there is none yet, else an exchange (``tmp`` then holds the old one, for the caller to
+    remove). Where the system has no exchange, the old folder is renamed aside first (absent for a moment)."""
+    try:
+        os.rename(tmp, final)  # fails if final exists (a folder that is not empty)
+        return
+    except OSError:
+        if not final.exists():
+            raise
+    if _exchange(tmp, final):
+        return
+    aside = final.with_name(f".{final.name}.old-{os.getpid()}")
+    os.replace(final, aside)
+    os.replace(tmp, final)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def read(folder: Path, key: str | None = None, label: str | None = None, _tries: int = 3) -> "Record":
     """The record in ``folder``, checked (:func:`check`, with ``key``/``label`` the run's it should be):
-    a changed, misplaced or unreadable record raises :class:`BadRecord` naming it."""
+    a changed, misplaced or unreadable record raises :class:`BadRecord` naming it. A record replaced while
+    it was being read (its files then disagree with its checksums for a moment) is read again."""
+    import time
+
+    for attempt in range(_tries):
+        try:
+            return _read(folder, key, label)
+        except BadRecord as e:
+            if "checksum mismatch" not in str(e) and "cannot be read" not in str(e) or attempt == _tries - 1:
+                raise
+            time.sleep(0.05)
+
+
+def _read(folder: Path, key: str | None = None, label: str | None = None) -> "Record":
     folder = Path(folder)
     try:
         rec = json.loads((folder / "record.json").read_text())
@@ -83,9 +128,12 @@ def check(folder: Path, rec: dict, key: str | None = None, label: str | None = N
     sums = rec.get("checksums")
     if sums is None:
         raise BadRecord(f"{folder}: record.json has no checksums (written by hand, or before records were "
-                        f"sealed); not used")
-    changed = [n for n, sha in sums.items()
-               if (_content_sha(rec) if n == "record" else _sha256(folder / n) if (folder / n).exists() else None) != sha]
+                        f"sealed); not used. `run ... --refresh` retrains it")
+    gone = [n for n in sums if n != "record" and not (folder / n).exists()]
+    if gone:
+        raise BadRecord(f"{folder}: {', '.join(gone)} {'is' if len(gone) == 1 else 'are'} missing; not used. "
+                        f"Restore it from git, or retrain the record with `run ... --refresh`")
+    changed = [n for n, sha in sums.items() if (_content_sha(rec) if n == "record" else _sha256(folder / n)) != sha]
     if changed:
         raise BadRecord(f"{folder}: {', '.join('record.json' if n == 'record' else n for n in changed)} changed after "
                         f"the record was written (checksum mismatch); not used. `run ... --refresh` cannot fix "
@@ -246,6 +294,15 @@ TABLE_COLUMNS = ["dataset", "dataset_name", "variant", "layers", "finetune", "se
                  "threads", "epochs", "run_obj", "path"]
 
 
+@contextlib.contextmanager
+def _naming(folder: Path):
+    """An ``OSError`` inside (a full disk) names the record being written; nothing of it is kept."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write the record {folder}: {e.strerror or e}") from None
+
+
 class Store:
     def __init__(self, root, budget: str):
         self.root = Path(root) / budget
@@ -266,14 +323,32 @@ class Store:
         return (self.path(run, key) / "record.json").exists()
 
     def has_per_image(self, run, key: str) -> bool:
-        """Whether the record stores per-test-image estimates (records made before they were kept do not)."""
-        with np.load(self.path(run, key) / "arrays.npz") as f:
-            return "test_LK_per_image" in f.files
+        """Whether the record stores per-test-image estimates (records made before they were kept do not,
+        nor does one whose arrays.npz is missing or unreadable)."""
+        try:
+            with np.load(self.path(run, key) / "arrays.npz") as f:
+                return "test_LK_per_image" in f.files
+        except (OSError, ValueError):
+            return False
+
+    def stale(self, runs, budget) -> dict:
+        """``{run: why}`` for the runs whose record is here but cannot be used (no checksums, a file missing or
+        changed, another run's): :func:`read`'s reason, which names the remedy."""
+        out = {}
+        for r in runs:
+            if self.complete(r, k := r.key(budget)):
+                try:
+                    self.load(r, k)
+                except BadRecord as e:
+                    out[r] = str(e)
+        return out
 
     def missing(self, runs, budget, refresh: bool = False) -> list:
         """The runs (of ``budget``) that have no complete record here, in their order; with ``refresh``,
-        also those whose record has no per-image estimates."""
-        return [r for r in runs if not self.complete(r, k := r.key(budget)) or (refresh and not self.has_per_image(r, k))]
+        also those whose record has no per-image estimates or cannot be used (:meth:`stale`)."""
+        bad = self.stale(runs, budget) if refresh else {}
+        return [r for r in runs if not self.complete(r, k := r.key(budget))
+                or (refresh and (r in bad or not self.has_per_image(r, k)))]
 
     @contextlib.contextmanager
     def _atomic(self, run, key: str):
@@ -287,9 +362,7 @@ class Store:
         try:
             yield tmp
             seal(tmp)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            _swap_in(tmp, final)  # tmp now holds the old record, if there was one
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)
@@ -298,7 +371,7 @@ class Store:
         """Write a record; with ``model``, its weights too (:data:`WEIGHTS`)."""
         if not isinstance(record, Record):
             raise TypeError(f"Store.write takes a results.Record, got {type(record).__name__}")
-        with self._atomic(run, key) as tmp:
+        with self._atomic(run, key) as tmp, _naming(self.path(run, key)):
             pd.DataFrame(history).to_csv(tmp / "metrics.csv", index=False, float_format="%.5g")
             np.savez_compressed(tmp / "arrays.npz", **arrays)
             if model is not None:

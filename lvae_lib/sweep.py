@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -121,6 +122,10 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
     store = Store(results_dir, b.name)
     store.check_writable()  # before hours of training, not after
     todo = store.missing(runs, b, refresh)
+    if not refresh:  # records that are here but cannot be used: named, with the remedy, never counted as done
+        for r, why in store.stale(runs, b).items():
+            print(f"{_name(r)}: its record cannot be used ({why.split('; not used')[0]}); `run ... --refresh` "
+                  f"retrains it", file=sys.stderr)
     report = SweepReport(skipped=[_name(r) for r in runs if r not in todo])
     if threads is None:
         threads = 1 if backend == "ray" else max(1, (os.cpu_count() or 1) // jobs)
@@ -351,7 +356,11 @@ def _run_ray(wave, b, store, report, bar, log_dir, *, device, threads, num_gpus,
     started = not ray.is_initialized()
     if started:  # workers find the data where the driver does, or download it themselves
         env = {k: os.environ[k] for k in ("LVAE_DATA_DIR", "LVAE_CACHE_DIR") if k in os.environ}
-        ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env} if env else None)
+        try:
+            ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env} if env else None)
+        except ConnectionError as e:
+            raise ConnectionError(f"no Ray cluster at --address {address} ({str(e).splitlines()[0][:120]}): start one "
+                                  f"with `ray start --head`, or leave --address out for a local one") from None
     task = ray.remote(_ray_task).options(num_cpus=threads, num_gpus=num_gpus, max_retries=retries,
                                          retry_exceptions=True)
     refs = {task.remote(r, b.name, device, threads, data_root, inject, f"{r.label}-{r.key(b)}.log", compile): r

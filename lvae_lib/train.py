@@ -204,7 +204,10 @@ def save_checkpoint(obj, path: Path) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         if isinstance(e, (OSError, RuntimeError)):
-            raise CheckpointError(f"cannot write {path}: {e}") from e
+            # torch.save's words for a write cut short by a full disk
+            full = getattr(e, "errno", None) == 28 or any(w in str(e) for w in ("unexpected pos", "basic_ios"))
+            why = "no space left on the device" if full else str(e)
+            raise CheckpointError(f"cannot write {path}: {why}; the last checkpoint written is kept") from e
         raise
 
 
@@ -424,7 +427,8 @@ def fit(cfg: ModelConfig, tcs: list[TrainConfig], data: TrainData, ckpts: list, 
                     eps.append([torch.randn(shape, device=device) for shape in noise_shapes(cfg, S * xb.shape[1])])
             eps = [torch.stack([e[i] for e in eps]) for i in range(len(eps[0]))]
             loss, elbo, out = engine(xb, eps, betas)
-            losses.append(loss)
+            # the loss, and the full ELBO too: under warm-up (beta = 0) the loss leaves an exploding KL out
+            losses.append(torch.maximum(loss, -elbo / xb.shape[1]))
             if len(losses) >= check_every or s + tc0.batch_size >= n:
                 _check(torch.stack(losses).max(0).values, out, epoch, s, tcs, saved, ckpts, check_every)
                 losses = []

@@ -341,14 +341,16 @@ def test_every_committed_record_reads_as_a_typed_record_under_its_key():
         Record.from_json({"run": {}, "summary": {}, "surprise": 1})
 
 
-def test_a_full_disk_while_checkpointing_names_the_path(tmp_path, monkeypatch):
+@pytest.mark.parametrize("says", ["basic_ios::clear: iostream error", "[enforce fail at inline_container.cc:672] . "
+                                                                    "unexpected pos 3520 vs 3408"])
+def test_a_full_disk_while_checkpointing_names_the_path(tmp_path, monkeypatch, says):
     from lvae_lib import train as T
 
     def full(obj, f):
-        raise RuntimeError("basic_ios::clear: iostream error")  # what torch.save says on a full disk
+        raise RuntimeError(says)  # what torch.save says on a full disk
 
     monkeypatch.setattr(T.torch, "save", full)
-    with pytest.raises(CheckpointError, match=rf"cannot write {tmp_path / 'checkpoint.pt'}: basic_ios"):
+    with pytest.raises(CheckpointError, match=rf"cannot write {tmp_path / 'checkpoint.pt'}: no space left on the device"):
         train(CFG, TrainConfig(epochs=1, batch_size=64), synthetic(), tmp_path, progress=False)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
@@ -382,3 +384,53 @@ def test_a_figure_whose_records_are_all_missing_says_so_instead_of_failing(tmp_p
                  lambda: plots.pca_figure(*report.projections(df)), lambda: report.layers_table(df),
                  lambda: report.mnist_text_compare(df), lambda: report.claims(df, "fig3")):
         make()
+
+
+def test_an_exploding_kl_under_warm_up_is_caught(tmp_path, monkeypatch):
+    """With beta = 0 the loss has no KL; a learning rate that blows the KL up must still stop the run."""
+    from lvae_lib import step as S
+
+    real = S.training_loss
+
+    def loss(model, x, beta, *a):
+        value, out = real(model, x, beta, *a)
+        out = {**out, "elbo": out["elbo"] - 1e12}  # the KL explodes; the warm-up loss does not see it
+        return value, out
+
+    monkeypatch.setattr(S, "training_loss", loss)
+    with pytest.raises(DivergenceError, match="exploding loss .* at epoch 1"):
+        train(CFG, TrainConfig(epochs=3, batch_size=64, warmup_epochs=3), synthetic(), tmp_path, progress=False)
+
+
+def test_data_must_be_finite_and_in_range(tmp_path):
+    import numpy as np
+
+    from lvae_lib.data import DataError, check_pixels
+
+    x = np.random.default_rng(0).random((10, 784), dtype=np.float32)
+    y = np.zeros(10, np.int64)
+    check_pixels(x, y, "mnist", "train")
+    for bad, msg in ((np.where(x > 0.5, np.nan, x), "NaN or infinite"), (x * 2, r"not \[0, 1\]"),
+                     (np.zeros_like(x), "every pixel is 0"), (x[:, :100], "expected \\[images, 784\\]")):
+        with pytest.raises(DataError, match=msg):
+            check_pixels(bad, y, "mnist", "test")
+
+
+def test_a_record_missing_a_file_is_called_missing_and_refresh_retrains_it(tmp_path):
+    import numpy as np
+
+    from lvae_lib import experiments as E
+    from lvae_lib.results import BadRecord, Store
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_results import fake_record
+
+    b = E.get_budget("smoke")
+    run = E.Run("mnist", "VAE", 1)
+    st = Store(tmp_path, "smoke")
+    st.write(run, run.key(b), fake_record(run, run.key(b)), [{"epoch": 1}], {"test_LK_per_image": np.zeros(3)})
+    (st.path(run, run.key(b)) / "arrays.npz").unlink()
+    with pytest.raises(BadRecord, match="arrays.npz is missing.*--refresh"):
+        st.load(run, run.key(b))
+    assert st.missing([run], b) == [] and st.missing([run], b, refresh=True) == [run]
+    assert "arrays.npz is missing" in st.stale([run], b)[run]

@@ -221,3 +221,35 @@ def test_committed_paper_records_keep_their_weights():
         assert rec.has_weights, f"{rec_json.parent} has no weights"
         m = rec.load_model()
         assert m.cfg.n_layers == rec.run.layers and m.cfg.inference == E.VARIANTS[rec.run.variant].inference
+
+
+def _writer(root, n, tag):
+    run = E.Run("mnist", "VAE", 1)
+    st = Store(root, "smoke")
+    for i in range(n):
+        st.write(run, "k1", fake_record(run, "k1", test_LK=-80.0 - i), [{"epoch": i, "who": tag}],
+                 {"a": np.full(50_000, i, np.float32)})
+
+
+@pytest.mark.slow
+def test_a_record_being_replaced_is_never_absent_or_mixed(tmp_path):
+    """Two writers replace one record over and over while a reader reads it: every read finds it
+    complete, and its summary and arrays from one and the same write."""
+    import multiprocessing as mp
+
+    run = E.Run("mnist", "VAE", 1)
+    _writer(tmp_path, 1, "first")
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(tmp_path, 60, t)) for t in ("a", "b")]
+    for p in procs:
+        p.start()
+    st, reads = Store(tmp_path, "smoke"), 0
+    while any(p.is_alive() for p in procs):
+        rec = st.load(run, "k1")  # raises if absent, or mixed (its checksums)
+        reads += 1
+        assert rec.path and (Path(rec.path) / "record.json").exists()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    assert reads > 10
+    assert not [p for p in (tmp_path / "smoke" / "mnist").iterdir() if p.name.startswith(".")]  # nothing left over
