@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from . import distributions as D
 from .model import LadderVAE, mode
 
 
@@ -117,6 +118,29 @@ def reconstructions(model: LadderVAE, x: torch.Tensor) -> np.ndarray:
 def prior_samples(model: LadderVAE, n: int) -> np.ndarray:
     with mode(model, False):
         return model.sample(n).cpu().numpy()
+
+
+@torch.no_grad()
+def resample_below(model: LadderVAE, x: torch.Tensor, k: int, n: int = 8) -> np.ndarray:
+    """What the layers below ``k`` add: for each image of ``x``, z ~ q(z|x) once; z_{k+1}, ..., z_L kept,
+    z_k, ..., z_1 drawn afresh from the generative model p(z_j | z_{j+1}) ``n`` times; returns E[x|z_1] as
+    ``[len(x), n, pixels]``. k = 0 gives reconstructions, k = L samples from the prior (x is then unused)."""
+    L = model.cfg.n_layers
+    if not 0 <= k <= L:
+        raise ValueError(f"k must be in 0..{L} for a {L}-layer model, got {k}")
+    with mode(model, False):
+        z = model.infer(model.upward(x), 1, scores=False)["z"]
+        out = []
+        for _ in range(n):
+            if k == L:
+                cur = torch.randn(len(x), model.cfg.latents[-1], device=x.device)
+                k_top = L - 1
+            else:
+                cur, k_top = z[k], k
+            for j in reversed(range(k_top)):  # prior[j]: z_{j+2} -> p(z_{j+1} | z_{j+2}), 0-based z[j + 1] -> z[j]
+                cur = D.reparameterize(*model.prior[j](cur))
+            out.append(model.mean_x(cur))
+        return torch.stack(out, 1).cpu().numpy()
 
 
 @torch.no_grad()

@@ -179,7 +179,7 @@ def execution_table(folder=None) -> pd.DataFrame:
                          for b, u in used.groupby("budget", sort=False))
 
     rows = []
-    for f in sorted(Path(folder or ROOT / "notebooks").glob("*.ipynb")):
+    for f in sorted(Path(folder or ROOT / "notebooks").glob("[!.]*.ipynb")):  # not a run's temporary copy
         m = nbformat.read(f, as_version=4).metadata.get("lvae")
         if not m:
             rows.append({"notebook": f.stem, "executed (UTC)": "never"})
@@ -278,6 +278,22 @@ def eta_hours(runs, budget, device="cpu") -> float:
             ft = r.finetune_config(budget)
             steps += ft.epochs * per_epoch * ft.mc_samples * ft.iw_samples
     return steps * step_s / 3600
+
+
+def trained_models(variants, results_dir=None, budget: str = "paper", layers: int = 5, dataset: str = "mnist",
+                   device: str = "cpu"):
+    """The trained models of ``variants`` (seed 0) from their records' weights, in evaluation mode:
+    ``({variant: model}, {variant: record}, the record's test images as uint8)``. No training, no data."""
+    import numpy as np
+
+    from .experiments import Run
+
+    b = get_budget(budget)
+    store = results.Store(results_dir or DEFAULT_RESULTS, b.name)
+    recs = {v: store.load(r, r.key(b)) for v in variants for r in [Run(dataset, v, layers)]}
+    with np.load(Path(recs[variants[0]].path) / "arrays.npz") as f:
+        data = f["data"]
+    return {v: rec.load_model(device) for v, rec in recs.items()}, recs, data
 
 
 def ensure(target: str, budget: str = "default", device: str = "cpu", results_dir=None, work_dir=None,

@@ -47,11 +47,10 @@ df = collect("all", ("paper", "cpu", "smoke"), results_dir or None)
 # training step of the 5-layer VAE and LVAE in a plain reference implementation
 # (`lvae_lib/reference.py`: `DataLoader`, `torch.distributions`, default Adam) and in the library,
 # and the throughput of $\mathcal{L}_{5000}$. Its CSVs are committed under `results/bench/`:
-# `cpu.csv` from this book's 2-core machine, `gpu.csv` from one H100 lent for one session
-# (`bench --device cuda --processes 4`, with the CUDA MPS daemon running).
-# On this shared 2-core machine, three runs of the benchmark within an hour gave library step times of
-# 21.9 to 25.4 ms for the 5-layer LVAE (1.21 to 1.27 times the reference): read the table with
-# that spread in mind.
+# `cpu.csv` from this book's 2-core machine (its `device` column names the processor: the machines
+# this project is lent differ, and an earlier one with AMX ran the same step about twice as fast),
+# `gpu.csv` from one H100 lent for one session (`bench --device cuda --processes 4`, with the CUDA MPS
+# daemon running). Step times on a shared machine vary by some 15% between runs of the benchmark.
 #
 # On the GPU the model is far too small to keep the card busy. One eager step is some 700 small
 # kernels, and launching them from Python is the cost: about 20 ms a step, as slow as the 2-core CPU.
@@ -71,6 +70,41 @@ report.bench_table(results_dir or None)
 
 # %%
 report.bench_profile(results_dir or None)
+
+# %% [markdown]
+# ## A faster step, and whether it changes the results
+#
+# One training loop (`lvae_lib.train.fit`) serves one model and a stack of them; its step can run
+# eagerly or through `torch.compile` (`--compile`), in fp32 or with the MLPs' matmuls in bfloat16
+# (`--precision bf16`: the weights, Adam's state, the Gaussian heads, the precision-weighted merge,
+# every log-probability and the loss stay fp32; casting the whole loss to bf16 diverged). The
+# precision is part of a record's key, so a bf16 record is never taken for an fp32 one. The same
+# `bench` run times every mode side by side, on one thread, training paused:
+
+# %%
+from lvae_lib import bench, fidelity
+from lvae_lib.notebooks import table
+
+table(bench.modes_table(results_dir or None))
+
+# %% [markdown]
+# A paper-budget model is 470,000 steps (`h a paper model`). This machine's CPU has AVX-512 with bf16
+# instructions but no AMX, whose bf16 matrix units are what make bf16 several times faster than fp32 on
+# the CPUs that have them: here bf16 gains only what the compiled bf16 rows show.
+#
+# **Does bf16 keep the records within the noise?** LVAE+BN+WU and VAE+BN+WU with 5 layers, trained
+# at the `cpu` budget in bf16 (compiled), against the committed fp32 records of the same runs,
+# seeds 0-2; every evaluation in fp32. The rule (`lvae_lib/fidelity.py`): bf16 may become the
+# default only if every interval in nats contains 0 and lies within ±0.15 nats, and every
+# active-unit interval contains 0.
+
+# %%
+fid = fidelity.compare("bf16", "cpu", results_dir or None)
+table(fid.assign(difference=fid["difference"].astype(float).round(2), lo=fid["lo"].astype(float).round(2),
+                 hi=fid["hi"].astype(float).round(2)))
+
+# %%
+print("bf16 on a CPU", fidelity.decide(fid)[1])
 
 # %% [markdown]
 # ## Measured training time of every committed record

@@ -254,3 +254,29 @@ def test_a_record_with_k_above_the_cpu_budgets_keeps_its_l1000_per_image():
     assert (gap > -0.5).all() and abs(gap.mean()) < 1.0  # 200 more samples: a little higher, never much lower
     _, a = derived(model, run, replace(small, eval_k=E.NESTED_K), data)
     assert f"test_L{E.NESTED_K}_per_image" not in a
+
+
+def test_resampling_below_a_layer_spans_reconstructions_to_prior_samples():
+    from lvae_lib import analysis
+    from lvae_lib.config import preset
+    from lvae_lib.model import LadderVAE
+
+    cfg, _ = preset("LVAE+BN+WU", n_layers=3, latent_sizes=(8, 6, 4), hidden_sizes=(32, 24, 16))
+    torch.manual_seed(0)
+    model = LadderVAE(cfg)
+    x1, x2 = torch.bernoulli(torch.rand(2, 5, 784))
+    torch.manual_seed(1)
+    rec = analysis.reconstructions(model, x1)
+    torch.manual_seed(1)
+    k0 = analysis.resample_below(model, x1, 0, n=1)
+    np.testing.assert_allclose(k0[:, 0], rec, rtol=1e-6)  # k = 0: the reconstruction itself
+    outs = []
+    for x in (x1, x2):
+        torch.manual_seed(2)
+        outs.append(analysis.resample_below(model, x, 3, n=2))
+    np.testing.assert_allclose(outs[0], outs[1])  # k = L: prior samples, whatever the image
+    torch.manual_seed(2)
+    mid = analysis.resample_below(model, x1, 1, n=2)
+    assert mid.shape == (5, 2, 784) and not np.allclose(mid, outs[0])
+    with pytest.raises(ValueError, match="k must be in 0..3"):
+        analysis.resample_below(model, x1, 4)
