@@ -46,6 +46,18 @@ def active_units(model: LadderVAE, x: torch.Tensor, threshold: float = 0.01, **k
     return [int((a > threshold).sum()) for a in unit_activity(model, x, **kw)]
 
 
+# a unit is active when its KL(q|p), averaged over the test images, exceeds this many nats: the paper's measure
+# (Sec. 3.2, Fig. 4: inactive units are those whose KL is near zero)
+ACTIVE_KL = 0.01
+
+
+def active_units_kl(unit_kls, threshold: float = ACTIVE_KL) -> list[int]:
+    """Active units per layer by the paper's measure, from each layer's per-unit test KL (:func:`unit_kl`).
+    In a hierarchy this differs from Burda's :func:`active_units`: a unit collapsed onto its conditional
+    prior p(z_i | z_{i+1}) carries no KL, yet its posterior mean still varies with x through the layers above."""
+    return [int((np.asarray(u) > threshold).sum()) for u in unit_kls]
+
+
 def unit_kl(model: LadderVAE, x: torch.Tensor, n_samples: int = 1, batch_size: int = 1000) -> list[np.ndarray]:
     """Mean KL(q(z_{i,k}|.) || p(z_{i,k}|.)) of every unit k of every layer i over ``x`` (Fig. 4)."""
     parts = _batched(model, x, n_samples, batch_size, lambda o: [k.sum((0, 1)) for k in o["kl_units"]])

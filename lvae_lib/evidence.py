@@ -16,8 +16,10 @@ the difference A - B lies. Two intervals can stand behind it:
   noise is not taken for a result. It assumes the noise of one budget is that of the other.
 
 :func:`verdict`: a claim **holds** only when every interval behind it lies wholly on the claimed side,
-**does not hold** when every one lies wholly on the other side, and is **not resolved** otherwise, or
-when no interval can be formed (one seed and no per-image estimates in the records).
+**does not hold** when every one lies wholly on the other side, is **not resolved** when they straddle
+the line, and is **untested** when no interval can be formed (one seed and no per-image estimates in the
+records: a count, or a record made before they were kept). :func:`paper_effect` says whether the
+paper's own difference lies inside our intervals.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import numpy as np
 from scipy import stats
 
 LEVEL = 0.95
-HOLDS, FAILS, OPEN, NOT_RUN = "holds", "does not hold", "not resolved", "not run"
+HOLDS, FAILS, OPEN, UNTESTED, NOT_RUN = "holds", "does not hold", "not resolved", "untested", "not run"
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def verdict(intervals, claimed_side: int = 1) -> str:
     """The verdict on "A - B lies on ``claimed_side``" (+1: A > B, -1: A < B) from its intervals."""
     sides = [iv.side() * claimed_side for iv in intervals if iv is not None]
     if not sides:
-        return OPEN
+        return UNTESTED
     if all(s == 1 for s in sides):
         return HOLDS
     if all(s == -1 for s in sides):
@@ -105,11 +107,26 @@ def verdict(intervals, claimed_side: int = 1) -> str:
 
 def combine(verdicts) -> str:
     """One verdict for a claim made of parts (every depth, every step): it holds when every part holds,
-    does not hold when some part does not hold, and is not resolved otherwise."""
+    does not hold when some part does not hold, is untested when no part could be tested, and is not
+    resolved otherwise."""
     verdicts = [v for v in verdicts if v != NOT_RUN]
     if not verdicts:
         return NOT_RUN
     if all(v == HOLDS for v in verdicts):
         return HOLDS
-    return FAILS if FAILS in verdicts else OPEN
+    if FAILS in verdicts:
+        return FAILS
+    return UNTESTED if all(v == UNTESTED for v in verdicts) else OPEN
+
+
+def paper_effect(value: float, intervals) -> str:
+    """Whether the paper's own difference ``value`` (A - B, from its printed numbers) is consistent with our
+    intervals: excluded only when it lies outside every one of them (the widest, with the training noise,
+    decides)."""
+    intervals = [iv for iv in intervals if iv is not None]
+    if not intervals:
+        return f"{value:+.2f} (no interval of ours to hold it against)"
+    inside = any(iv.lo <= value <= iv.hi for iv in intervals)
+    widest = max(intervals, key=lambda iv: iv.hi - iv.lo)
+    return (f"{value:+.2f} lies {'inside' if inside else 'outside'} our [{widest.lo:+.2f}, {widest.hi:+.2f}]")
 

@@ -262,8 +262,19 @@ METRICS = {
     # KL[q|p] summed over layers 3-5 (Fig. 5)
     "kl_upper": (lambda r: float(np.asarray(r["layer_kl"])[2:].sum()),
                  lambda a: a["layer_kl_per_image"][:, 2:].sum(1) if "layer_kl_per_image" in a else None),
-    "active_total": (lambda r: float(sum(r["active_units"])), lambda a: None),
+    # units whose test-set KL is above analysis.ACTIVE_KL, the paper's measure (Fig. 4); Burda's A_u is "active_total_au"
+    "active_total": (lambda r: float(sum(_active_kl(r))), lambda a: None),
+    "active_total_au": (lambda r: float(sum(r["active_units"])), lambda a: None),
 }
+
+
+def _active_kl(r) -> list[int]:
+    """Active units per layer of a record's row by the paper's measure (per-unit KL, :func:`analysis.active_units_kl`)."""
+    a = _arrays_at(r["path"]) if isinstance(r.get("path"), str) else {}
+    layers = [a[f"unit_kl_l{i}"] for i in range(1, int(r["layers"]) + 1) if f"unit_kl_l{i}" in a]
+    if len(layers) != int(r["layers"]):
+        raise KeyError(f"{r.get('path')}: no per-unit KL of every layer")
+    return analysis.active_units_kl(layers)
 # L_1000 of the first 1000 samples of a record with K > 1000 (experiments.NESTED_K)
 METRICS[f"test_L{NESTED_K}"] = (lambda r: float(_arrays_at(r["path"])[f"test_L{NESTED_K}_per_image"].mean()),
                                 lambda a: a.get(f"test_L{NESTED_K}_per_image"))
@@ -332,7 +343,7 @@ def _best_vae(df, dataset, layers, metric):
 
 
 def _values(rows, metric) -> str:
-    v = np.array([METRICS[metric][0](r) for _, r in rows.iterrows()])
+    v = np.array([METRICS[metric][0](r) for _, r in rows.iterrows()], np.float64)
     return fmt(v.mean(), v.std(ddof=1) if len(v) > 1 else float("nan"), len(v))
 
 
@@ -346,8 +357,8 @@ def compare(a, b, metric: str, side: int = 1, metric_b: str | None = None):
     metric_b = metric_b or metric
     (value, per_image), (value_b, per_image_b) = METRICS[metric], METRICS[metric_b]
     text = f"{_values(a, metric)} vs {_values(b, metric_b)}"
-    pa = {r["seed"]: per_image(_arrays_at(r["path"])) for _, r in a.iterrows() if "path" in r}
-    pb = {r["seed"]: per_image_b(_arrays_at(r["path"])) for _, r in b.iterrows() if "path" in r}
+    pa = {r["seed"]: per_image(_arrays_at(r["path"])) for _, r in a.iterrows() if isinstance(r.get("path"), str)}
+    pb = {r["seed"]: per_image_b(_arrays_at(r["path"])) for _, r in b.iterrows() if isinstance(r.get("path"), str)}
     common = sorted(s for s in set(pa) & set(pb) if pa[s] is not None and pb[s] is not None
                     and pa[s].shape == pb[s].shape)
     intervals = []
@@ -403,12 +414,14 @@ def _claim(parts):
         return "", "", ev.NOT_RUN
     name = lambda n, s: f"{n}: {s}" if n else s  # noqa: E731
     ours = "; ".join(name(n, p[0]) for n, p in parts)
-    none = "no interval: one seed, and no per-image values (a count, or a record made before they were kept)"
+    none = "untested: one seed, and no per-image values (a count, or a record made before they were kept)"
     if all(not p[1] for _, p in parts):  # said once, not once per depth
         ivs = none
-    else:
-        ivs = "; ".join(name(n, p[1] if isinstance(p[1], str) else ", ".join(map(str, p[1])) or none)
-                        for n, p in parts)
+    else:  # the parts with intervals, then those without, named together with the reason once
+        ivs = "; ".join(name(n, p[1] if isinstance(p[1], str) else ", ".join(map(str, p[1]))) for n, p in parts if p[1])
+        bare = [n for n, p in parts if not p[1]]
+        if bare:
+            ivs += f"; {', '.join(bare)}: {none}"
     return ours, ivs, ev.combine(p[2] for _, p in parts)
 
 
@@ -460,15 +473,20 @@ def _layer_steps(df, variant, metric="knn_l", dataset="mnist", layers=5):
 
 
 def _active_every_layer(df, variant="LVAE+BN+WU", layers=5):
-    """Active units are a count per record: the claim holds when every seed has some in every layer,
-    does not hold when every seed has a layer without any."""
+    """Active units (the paper's measure: test KL above :data:`analysis.ACTIVE_KL`) are a count per record:
+    the claim holds when every seed has some in every layer, does not hold when every seed has a layer
+    without any."""
     rows = _model(df, "mnist", variant, layers)
-    if not len(rows):
+    try:
+        counts = [_active_kl(r) for _, r in rows.iterrows()]
+    except KeyError:
         return None
-    counts = [list(r["active_units"]) for _, r in rows.iterrows()]
+    if not counts:
+        return None
     ok = [min(c) > 0 for c in counts]
     v = ev.HOLDS if all(ok) else ev.FAILS if not any(ok) else ev.OPEN
-    return "; ".join(f"LVAE {c}" for c in counts), f"a count per record: {len(counts)} seed(s), each checked", v
+    return ("; ".join(f"LVAE {c}" for c in counts),
+            f"a count per record: {len(counts)} seed(s), each checked (units with KL > {analysis.ACTIVE_KL} nats)", v)
 
 
 def _claim_list(df):
@@ -494,8 +512,8 @@ def _claim_list(df):
         (("fig3",), "VAE+BN+WU improves up to three layers, 1→2→3 (test L_1)",
          _steps(df, "VAE+BN+WU", "test_L1", depths=range(1, 4))),
         (("fig4",), "the LVAE keeps active units in every layer (5 layers)", [("", _active_every_layer(df))]),
-        (("fig4",), "... and more active units in total than VAE+BN+WU",
-         [("", _pair(df, lv, "VAE+BN+WU", "active_total"))]),
+        (("fig4",), "... and more active units in total than VAE+BN+WU (units with KL above 0.01 nats, the paper's measure)",
+         [("", _pair(_with(df, "unit_kl_l1"), lv, "VAE+BN+WU", "active_total"))]),
         (("fig5",), "the LVAE puts more KL (information) into layers 3-5 than VAE+BN+WU",
          [("", _pair(df, lv, "VAE+BN+WU", "kl_upper"))]),
         (("fig6",), "the LVAE's top layer separates the digit classes better than VAE+BN+WU's (10-NN accuracy "
@@ -518,12 +536,44 @@ def _claim_list(df):
     return out
 
 
-CLAIM_COLUMNS = ["figure", "claim", "budget", "ours", "interval (A - B, 95%)", "verdict"]
+CLAIM_COLUMNS = ["figure", "claim", "budget", "ours", "interval (A - B, 95%)", "verdict", "the paper's effect"]
+
+
+def _paper_effects() -> dict:
+    """{claim: {part: the paper's own difference A - B}}, from the numbers it prints (:mod:`lvae_lib.paper`),
+    for the claims whose comparison it states; others have none."""
+    text = {(d["metric"], d["variant"]): d["value"] for d in paper.MNIST_TEXT}
+    om = paper.TABLE2["OMNIGLOT"]
+    vaes = ("VAE", "VAE+BN", "VAE+BN+WU")
+    ft = dict((n, v) for n, v, _ in paper.TABLE1)
+    return {
+        "LVAE+BN+WU beats the best VAE of the same depth on test L_1 (MNIST, 2-5 layers)":
+            {"L=5": text[("test L_1", "LVAE+BN+WU")] - text[("test L_1", "best VAE (3 layers)")]},
+        "... and on test L_K, the estimate of log p(x)":
+            {"L=5": text[("test L_5000", "LVAE+BN+WU")] - text[("test L_5000", "best VAE")]},
+        "on OMNIGLOT the LVAE beats the best VAE of the same depth (test L_K)":
+            {f"L={L}": om["LVAE+BN+WU"][L - 1] - max(om[v][L - 1] for v in vaes) for L in range(2, 6)},
+        "on OMNIGLOT too, batch norm raises the test likelihood of the 5-layer VAE": {"": om["VAE+BN"][4] - om["VAE"][4]},
+        "... and warm-up raises it further": {"": om["VAE+BN+WU"][4] - om["VAE+BN"][4]},
+        "training with 10 importance samples improves it further":
+            {"": ft["LVAE, 5-layer + finetuning + IW=10"] - ft["LVAE, 5-layer + finetuning"]},
+    }
+
+
+def _effects_text(claim: str, parts) -> str:
+    effects = _paper_effects().get(claim, {})
+    out = []
+    for name, part in parts:
+        if name in effects and part is not None:
+            out.append((f"{name}: " if name else "") + ev.paper_effect(effects[name], part[1] if isinstance(part[1], list) else []))
+    return "; ".join(out)
 
 
 def claims(df, figure: str | None = None) -> pd.DataFrame:
     """The paper's claims that ``df``'s records test: our evidence, its intervals and the verdict of
-    :func:`lvae_lib.evidence.verdict` (holds / does not hold / not resolved; "not run" where a record is missing).
+    :func:`lvae_lib.evidence.verdict` (holds / does not hold / not resolved / untested; "not run" where a record is
+    missing), and, where the paper prints both sides of the comparison, whether its own difference lies inside our
+    intervals (:func:`lvae_lib.evidence.paper_effect`).
 
     A claim compares records of one budget only. It gets a row for every budget (paper, cpu) whose
     records can test it; ``smoke`` records (which say nothing about the method) only where no larger
@@ -546,15 +596,63 @@ def claims(df, figure: str | None = None) -> pd.DataFrame:
             if verdict == ev.NOT_RUN or (b == "smoke" and tested):
                 continue
             rows.setdefault(claim, []).append({"figure": ", ".join(figs), "claim": claim, "budget": b, "ours": ours,
-                                               "interval (A - B, 95%)": ivs, "verdict": verdict})
+                                               "interval (A - B, 95%)": ivs, "verdict": verdict,
+                                               "the paper's effect": _effects_text(claim, parts)})
     out = []
     for claim in order:
         out += rows.get(claim) or [{"figure": "", "claim": claim, "budget": "", "ours": "-",
-                                    "interval (A - B, 95%)": "", "verdict": ev.NOT_RUN}]
+                                    "interval (A - B, 95%)": "", "verdict": ev.NOT_RUN, "the paper's effect": ""}]
     out = pd.DataFrame(out, columns=CLAIM_COLUMNS)
     if figure is not None:  # the figure column of a claim that is not run anywhere is filled here
         out.loc[out["figure"] == "", "figure"] = figure
     return out
+
+
+def active_units_table(df) -> pd.DataFrame:
+    """Active units per layer of each record: the paper's measure (KL) and Burda's, as ``a-b-c-d-e``."""
+    dash = lambda a: "-".join(map(str, a))  # noqa: E731
+    kl = [dash(_active_kl(r)) if isinstance(r.get("path"), str) and "unit_kl_l1" in _arrays_at(r["path"]) else ""
+          for _, r in df.iterrows()]
+    return pd.DataFrame({"budget": df["budget"], "model": df["variant"], "seed": df["seed"],
+                         "KL > 0.01 nats (the paper's)": kl, "Burda's A_u > 0.01": df["active_units"].map(dash)})
+
+
+def result_in_words(claims_table: pd.DataFrame, df: pd.DataFrame) -> str:
+    """The result in a few sentences, generated from the records and the claims table (never typed): what
+    the paper's protocol gave for the central pair, the central claim's verdict against the paper's effect,
+    and the count of verdicts at each claim's largest budget, naming the claims that do not hold."""
+    out = []
+    central = "... and on test L_K, the estimate of log p(x)"
+    paper_rows = df[(df["budget"] == "paper") & (df["dataset"] == "mnist") & (df["layers"] == 5) & (df["finetune"] == "")]
+    if len(paper_rows):
+        got = {v: g for v, g in paper_rows.groupby("variant")}
+        parts = [f"{v} {g['test_LK'].mean():.2f}" + (f" ({len(g)} seeds)" if len(g) > 1 else "")
+                 for v, g in got.items()]
+        text = {(d["metric"], d["variant"]): d["value"] for d in paper.MNIST_TEXT}
+        out.append(f"Trained with the paper's protocol (2000 epochs, test L_5000, one seed a model unless said), our "
+                   f"5-layer models reach {', '.join(parts)} nats on MNIST, where the paper reports "
+                   f"{text[('test L_5000', 'LVAE+BN+WU')]:.2f} for its LVAE and {text[('test L_5000', 'best VAE')]:.2f} "
+                   f"for its best VAE.")
+    rows = claims_table[claims_table["claim"] == central]
+    if len(rows):
+        r = rows.iloc[0]
+        out.append(f"The central claim, that the LVAE beats the best VAE on the likelihood, is **{r['verdict']}** at "
+                   f"the {r['budget']} budget ({r['interval (A - B, 95%)'].split(';')[-1].strip()})"
+                   + (f"; the paper's own difference: {r['the paper' + chr(39) + 's effect'].split(': ', 1)[-1]}."
+                      if r["the paper's effect"] else "."))
+    # each claim at the largest budget that could test it (else its largest budget)
+    tested = claims_table["verdict"].isin([ev.HOLDS, ev.FAILS, ev.OPEN])
+    first = pd.concat([claims_table[tested], claims_table[~tested]]).drop_duplicates("claim")
+    counts = first["verdict"].value_counts()
+    plural = {ev.HOLDS: "hold", ev.FAILS: "do not hold", ev.OPEN: "are not resolved", ev.UNTESTED: "are untested",
+              ev.NOT_RUN: "are not run"}
+    out.append(f"Of the paper's {len(first)} claims, each at the largest budget that tests it: "
+               + ", ".join(f"{counts[v]} {plural[v]}" for v in plural if v in counts) + ".")
+    fails = first[first["verdict"] == ev.FAILS]
+    if len(fails):
+        out.append("Those that do not hold: " + "; ".join(f"{c.rstrip('.')} ({b})" for c, b in zip(fails["claim"], fails["budget"]))
+                   + ".")
+    return " ".join(out)
 
 
 # ----------------------------------------------------------------------------- run times

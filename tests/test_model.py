@@ -280,3 +280,25 @@ def test_resampling_below_a_layer_spans_reconstructions_to_prior_samples():
     assert mid.shape == (5, 2, 784) and not np.allclose(mid, outs[0])
     with pytest.raises(ValueError, match="k must be in 0..3"):
         analysis.resample_below(model, x1, 4)
+
+
+def test_a_unit_collapsed_onto_its_conditional_prior_is_inactive_by_kl_but_active_by_burda():
+    """The paper counts a unit active when it carries KL; Burda's A_u counts it when its posterior mean
+    varies with x. A ladder unit whose bottom-up precision is ~0 has q = p(z_1 | z_2): no KL, yet its mean
+    follows z_2, which follows x. So the two measures disagree on it, and only the KL measure is the paper's."""
+    from lvae_lib import analysis
+    from lvae_lib.config import preset
+    from lvae_lib.model import LadderVAE
+
+    cfg, _ = preset("LVAE+WU", n_layers=2, latent_sizes=(8, 4), hidden_sizes=(32, 16))
+    torch.manual_seed(0)
+    model = LadderVAE(cfg).eval()
+    with torch.no_grad():
+        model.up_head[0].var[0].bias[0] = 1e6  # unit 0 of z_1: the data say nothing about it
+        model.prior[0].head.mu.weight.mul_(10.0)  # ... and its prior mean moves with z_2
+        model.up_head[1].mu.weight.mul_(100.0)  # z_2 moves with x (far more than at initialisation)
+    x = torch.bernoulli(torch.rand(400, 784) * torch.linspace(0, 1, 400)[:, None])
+    kl = analysis.unit_kl(model, x)
+    activity = analysis.unit_activity(model, x, n_samples=20)
+    assert kl[0][0] < analysis.ACTIVE_KL < activity[0][0], (kl[0][0], activity[0][0])
+    assert analysis.active_units_kl([kl[0][:1]]) == [0]  # inactive by the paper's measure
