@@ -22,7 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import results, runner
-from .data import DataError
+from .data import DataError, train_data
 from .experiments import BUDGETS, DEFAULT_BUDGET, DEFAULT_RESULTS, DEFAULT_WORK, SEEDS, get_budget, runs_for
 
 VOLATILE = ("papermill", "execution")
@@ -313,6 +313,13 @@ def ensure(target: str, budget: str = "default", device: str = "cpu", results_di
     runs = [replace(r, seed=seed) for r in runs_for(target)]
     store = results.Store(results_dir, b.name)
     missing = store.missing(runs, b)
+    unavailable: dict[str, str] = {}
+    for ds in dict.fromkeys(r.dataset for r in missing):  # e.g. NORB offline: report it, plan the rest
+        try:
+            train_data(ds, data_root)
+        except DataError as e:
+            unavailable[ds] = str(e).splitlines()[0]
+    missing = [r for r in missing if r.dataset not in unavailable]
     if missing:
         store.check_writable()  # before hours of training, not after
         hours = eta_hours(missing, b, device)
@@ -328,7 +335,6 @@ def ensure(target: str, budget: str = "default", device: str = "cpu", results_di
 
             for group in [g for g in stack_groups(missing, b) if len(g) > 1]:
                 train_stack(group, b, device, 1, work_dir, data_root, progress, compile=None)
-    unavailable: dict[str, str] = {}
     for r in tqdm(missing, desc=f"{target}: training {len(missing)} missing run(s) [{budget}]", disable=not progress or not missing):
         if r.dataset in unavailable:
             continue
