@@ -42,8 +42,9 @@ table(df[["budget", "variant", "layers", "seed", "train_L1", "test_L1"]].round(2
 #
 # The claims of this figure, decided on every committed record of every seed by the intervals of
 # {ref}`the verdict rule <verdicts>`: *holds* only when each interval of the difference lies on the
-# claimed side, *not resolved* when one contains zero. At the `smoke` budget a verdict says nothing
-# about the method.
+# claimed side, *not resolved* when one contains zero, *untested* when none can be formed; the last
+# column says whether the paper's own difference lies inside our interval. At the `smoke` budget a
+# verdict says nothing about the method.
 
 # %%
 table(report.claims(records("fig2", results_dir or None), "fig2"), drop=["figure"])

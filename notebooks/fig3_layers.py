@@ -51,8 +51,9 @@ report.layers_table(df, "test_LK")
 #
 # The claims of this figure, decided on every committed record of every seed by the intervals of
 # {ref}`the verdict rule <verdicts>`: *holds* only when each interval of the difference lies on the
-# claimed side, *not resolved* when one contains zero. At the `smoke` budget a verdict says nothing
-# about the method.
+# claimed side, *not resolved* when one contains zero, *untested* when none can be formed; the last
+# column says whether the paper's own difference lies inside our interval. At the `smoke` budget a
+# verdict says nothing about the method.
 
 # %%
 table(report.claims(records("fig3", results_dir or None), "fig3"), drop=["figure"])

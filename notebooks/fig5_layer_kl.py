@@ -40,8 +40,9 @@ table(df.assign(kl=df["layer_kl"].map(lambda a: [round(v, 2) for v in a]))[["bud
 #
 # The claims of this figure, decided on every committed record of every seed by the intervals of
 # {ref}`the verdict rule <verdicts>`: *holds* only when each interval of the difference lies on the
-# claimed side, *not resolved* when one contains zero. At the `smoke` budget a verdict says nothing
-# about the method.
+# claimed side, *not resolved* when one contains zero, *untested* when none can be formed; the last
+# column says whether the paper's own difference lies inside our interval. At the `smoke` budget a
+# verdict says nothing about the method.
 
 # %%
 table(report.claims(records("fig5", results_dir or None), "fig5"), drop=["figure"])

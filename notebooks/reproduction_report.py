@@ -6,8 +6,9 @@
 # of the largest budget that has one is used (`paper`, else `cpu`, else `smoke`), and the budget is
 # named in every row. The second table lists the paper's claims that the records can test, with our
 # evidence, the 95% intervals of each difference and the verdict of {ref}`the verdict rule <verdicts>`
-# (a claim holds only when every interval lies on the claimed side; otherwise it is *not resolved*, or
-# *does not hold*).
+# (a claim holds only when every interval lies on the claimed side, *does not hold* when every one lies
+# on the other, is *not resolved* when they straddle the line, and *untested* when no interval can be
+# formed), and, where the paper prints both sides, whether its own difference lies inside our interval.
 
 # %% tags=["parameters", "remove-cell"]
 budgets = "paper,cpu,smoke"  # budgets to draw records from, in order of preference
@@ -27,6 +28,16 @@ caption = plots.caption(df) if len(df) else "no records yet"
 # %% [markdown]
 # ## The result
 #
+# In words, generated from the records and the claims below:
+
+# %% tags=["remove-input"]
+from IPython.display import Markdown
+
+words = report.result_in_words(claims, df)
+glue("result_in_words", Markdown(words))  # shown here ...
+glue("result_in_words_text", words.replace("**", ""), display=False)  # ... and pasted atop the book's first page
+
+# %% [markdown]
 # Every number the paper prints that our records answer, the paper's beside ours:
 
 # %% tags=["remove-output"]

@@ -29,8 +29,9 @@ table(report.table1_compare(ours))
 #
 # The claims of this table, decided on every committed record of every seed by the intervals of
 # {ref}`the verdict rule <verdicts>`: *holds* only when each interval of the difference lies on the
-# claimed side, *not resolved* when one contains zero. At the `smoke` budget a verdict says nothing
-# about the method.
+# claimed side, *not resolved* when one contains zero, *untested* when none can be formed; the last
+# column says whether the paper's own difference lies inside our interval. At the `smoke` budget a
+# verdict says nothing about the method.
 
 # %%
 table(report.claims(records("table1", results_dir or None), "table1"), drop=["figure"])

@@ -32,6 +32,8 @@ for v, rec in records.items():
           f"(record {rec.key})")
 x = torch.from_numpy(data[:24].astype(np.float32) / 255.0)  # the first 24 binarised test images
 to_u8 = lambda a: (np.asarray(a) * 255).round().astype(np.uint8)  # noqa: E731
+caption = "; ".join(f"{v}: the {r.budget} budget, {r.epochs} epochs, seed {r.run.seed}" for v, r in records.items()) + "."
+caption = caption[0].upper() + caption[1:]
 
 # %% tags=["remove-output"]
 torch.manual_seed(0)
@@ -40,7 +42,7 @@ for v, m in models.items():
     panels[f"{v}: reconstructions"] = to_u8(analysis.reconstructions(m, x))
 for v, m in models.items():
     panels[f"{v}: samples"] = to_u8(analysis.prior_samples(m, 24))
-show("trained_samples", plots.image_grid(panels, nrow=3, ncol=8), "")
+show("trained_samples", plots.image_grid(panels, nrow=3, ncol=8), caption)
 
 # %% [markdown]
 # ```{glue:figure} trained_samples
@@ -48,7 +50,7 @@ show("trained_samples", plots.image_grid(panels, nrow=3, ncol=8), "")
 #
 # **Test digits, reconstructions and samples** of the two paper-budget models: reconstructions are
 # $\mathbb{E}[x|z_1]$ with $z \sim q(z|x)$; samples are drawn ancestrally from $p(z_5)$ down. Drawn now,
-# from the committed weights.
+# from the committed weights. {glue:text}`trained_samples_caption`
 # ```
 #
 # ## What each layer encodes
@@ -64,12 +66,12 @@ torch.manual_seed(0)
 digit = x[:1]
 grids = {f"{v}: k = 0 (top row) to 5": np.concatenate([to_u8(analysis.resample_below(m, digit, k, n=8)[0])
                                                       for k in range(6)]) for v, m in models.items()}
-show("trained_layers", plots.image_grid(grids, nrow=6, ncol=8), "")
+show("trained_layers", plots.image_grid(grids, nrow=6, ncol=8), caption)
 
 # %% [markdown]
 # ```{glue:figure} trained_layers
 # :alt: A test digit resampled below each layer, for the LVAE and the VAE
 #
 # **Resampling below layer $k$** for the first test digit: each row keeps $z_{k+1}, \dots, z_5$ of one
-# posterior draw and redraws the layers below it eight times.
+# posterior draw and redraws the layers below it eight times. {glue:text}`trained_layers_caption`
 # ```
