@@ -85,15 +85,7 @@ class StackedStep:
                                                                        out["log_px"], out["kl"])
 
         grads = vmap(grad_and_value(one_loss, has_aux=True), in_dims=(0, 0, 0, 0, 0))
-        self._grads = Compiled(grads, device, self._snapshot, self._restore, log) if compiled else grads
-
-    def _snapshot(self):
-        return {k: v.clone() for k, v in self.buffers.items()}
-
-    def _restore(self, saved):
-        with torch.no_grad():
-            for k, v in self.buffers.items():
-                v.copy_(saved[k])
+        self._grads = Compiled(grads, device, lambda: self.buffers, log) if compiled else grads
 
     def __call__(self, x, eps, betas):
         betas = torch.as_tensor(betas, dtype=torch.float32, device=x.device)

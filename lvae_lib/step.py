@@ -83,12 +83,12 @@ def choose(tc: TrainConfig, n_train: int, compile: bool | None) -> tuple[bool, s
 
 class Compiled:
     """``fn`` through ``torch.compile``, falling back to ``fn`` itself (once, with the reason printed) when
-    compiling fails: a missing C++ compiler, an unsupported operator. ``restore`` puts back what a failed
-    first call may have changed (batch-norm statistics) before the eager call."""
+    compiling fails: a missing C++ compiler, an unsupported operator. ``buffers()`` (the model's batch-norm
+    statistics, a dict of tensors) are put back as they were before a failed first call, then ``fn`` runs."""
 
-    def __init__(self, fn, device, snapshot, restore, log=print):
+    def __init__(self, fn, device, buffers, log=print):
         cuda = torch.device(device).type == "cuda"
-        self.fn, self.snapshot, self.restore, self.log = fn, snapshot, restore, log
+        self.fn, self.buffers, self.log = fn, buffers, log
         self.compiled = torch.compile(fn, dynamic=False, mode="reduce-overhead" if cuda else None)
         self.ok: bool | None = None  # unknown until the first call
 
@@ -97,11 +97,13 @@ class Compiled:
             return self.fn(*args)
         if self.ok:
             return self.compiled(*args)
-        saved = self.snapshot()
+        saved = {k: v.clone() for k, v in self.buffers().items()}
         try:
             out = self.compiled(*args)
         except Exception as e:  # noqa: BLE001 - any failure to compile: train eagerly, and say why
-            self.restore(saved)
+            with torch.no_grad():
+                for k, v in self.buffers().items():
+                    v.copy_(saved[k])
             self.ok = False
             self.log(f"compiling the step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                      f"training with the eager step instead")
@@ -124,15 +126,8 @@ class SingleStep:
         self.graphed = None
         if not compiled and use_cuda_graphs(device):
             self.graphed, self.mode = GraphedStep(model, opt, tc.batch_size, tc.mc_samples, tc.iw_samples), "graphed"
-        self.loss = Compiled(self._loss, device, self._buffers, self._load_buffers, log) if compiled else self._loss
-
-    def _buffers(self):
-        return {k: v.clone() for k, v in self.model.named_buffers()}
-
-    def _load_buffers(self, saved):
-        with torch.no_grad():
-            for k, v in self.model.named_buffers():
-                v.copy_(saved[k])
+        self.loss = (Compiled(self._loss, device, lambda: dict(self.model.named_buffers()), log) if compiled
+                     else self._loss)
 
     def _loss(self, x, eps, beta):
         with D.given_noise(eps):

@@ -434,3 +434,84 @@ def test_a_record_missing_a_file_is_called_missing_and_refresh_retrains_it(tmp_p
         st.load(run, run.key(b))
     assert st.missing([run], b) == [] and st.missing([run], b, refresh=True) == [run]
     assert "arrays.npz is missing" in st.stale([run], b)[run]
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "lvae_lib", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[1])
+
+
+def _mnist_root():
+    root = os.environ.get("LVAE_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    if not Path(root, "mnist").exists():
+        pytest.skip("needs MNIST: set LVAE_DATA_DIR")
+    return root
+
+
+@pytest.mark.slow
+def test_extending_a_finished_run_or_a_torn_model_file_is_one_line(tmp_path):
+    root = _mnist_root()
+    small = ["--preset", "VAE", "--layers", "1", "--train-subset", "256", "--test-subset", "100", "--data-dir", root]
+    assert _cli("train", tmp_path / "run", "--epochs", "1", *small).returncode == 0
+    out = _cli("train", tmp_path / "run", "--epochs", "2", *small)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "written for other configs" in out.stderr and "give a new run dir" in out.stderr
+    weights = tmp_path / "run" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # torn
+    out = _cli("evaluate", tmp_path / "run", "--k", "2", "--data-dir", root)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and str(weights) in out.stderr
+
+
+def test_a_folder_where_a_data_file_should_be_is_named(tmp_path):
+    from lvae_lib.data import FILES, DataError, fetch
+
+    (tmp_path / FILES["mnist-train-images"].path).mkdir(parents=True)
+    with pytest.raises(DataError, match="is a folder where the data file mnist/train-images-idx3-ubyte.gz should be"):
+        fetch("mnist-train-images", tmp_path, allow_download=False)
+
+
+def test_a_full_disk_while_writing_a_record_or_the_cache_names_it(tmp_path, monkeypatch):
+    import numpy as np
+
+    from lvae_lib import data as Dm
+    from lvae_lib import experiments as E
+    from lvae_lib.results import Store
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_results import fake_record
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    run = E.Run("mnist", "VAE", 1)
+    monkeypatch.setattr(np, "savez_compressed", full)
+    with pytest.raises(OSError, match=r"cannot write the record .*VAE-L1-k1: No space left on device"):
+        Store(tmp_path, "smoke").write(run, "k1", fake_record(run, "k1"), [{"epoch": 1}], {"a": np.zeros(2)})
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(Dm.DataError, match=r"cannot write the processed cache .*: No space left on device"):
+        Dm._atomic_write(tmp_path / "x.npz", lambda p: np.savez(p, a=np.zeros(2)))
+    assert not list(tmp_path.glob(".x.npz*"))
+
+
+def test_a_notebook_that_cannot_write_its_records_says_so_before_training(tmp_path, monkeypatch):
+    from lvae_lib import notebooks, results
+
+    def read_only(self):
+        raise PermissionError(f"cannot write records into {self.root}: Read-only file system")
+
+    monkeypatch.setattr(results.Store, "check_writable", read_only)
+    monkeypatch.setattr(notebooks.runner, "run_one", lambda *a, **k: pytest.fail("trained before checking"))
+    monkeypatch.setattr(notebooks, "train_data", lambda *a, **k: None)
+    with pytest.raises(PermissionError, match="Read-only"):
+        notebooks.ensure("fig2", "smoke", results_dir=tmp_path, progress=False)
+
+
+def test_a_notebook_refuses_hours_of_cpu_training_and_says_what_to_run(tmp_path, monkeypatch):
+    from lvae_lib import notebooks
+
+    monkeypatch.setattr(notebooks.runner, "run_one", lambda *a, **k: pytest.fail("trained for hours"))
+    monkeypatch.setattr(notebooks, "train_data", lambda *a, **k: None)
+    with pytest.raises(RuntimeError, match=r"fig3 would train 19 run\(s\) for about \d+ h .*lvae_lib run fig3 --budget paper"):
+        notebooks.ensure("fig3", "paper", results_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="device='bogus'"):
+        notebooks.ensure("fig3", "paper", device="bogus", results_dir=tmp_path, progress=False)

@@ -158,3 +158,31 @@ def test_bf16_runs_only_the_mlp_matmuls_in_bf16_and_keeps_the_elbo():
     # and the model is back in fp32 afterwards
     with D.given_noise(eps):
         torch.testing.assert_close(model(x)["elbo"], ref, rtol=0, atol=0)
+
+
+def test_a_step_that_fails_to_compile_trains_eagerly_says_why_and_loses_nothing(monkeypatch):
+    """The fallback: batch-norm statistics touched by the failed first call are put back, the eager step runs."""
+    from lvae_lib import step as S
+
+    cfg, _ = preset("VAE+BN", n_layers=2, **SMALL)
+    a = LadderVAE(cfg)
+    b = copy.deepcopy(a)
+
+    def broken(fn, **kw):
+        def call(*args):
+            with torch.no_grad():
+                for v in b.buffers():
+                    v.add_(1.0 if v.is_floating_point() else 1)  # what a half-run forward might leave behind
+            raise RuntimeError("no C++ compiler found")
+        return call
+
+    monkeypatch.setattr(S.torch, "compile", broken)
+    said = []
+    eager = SingleStep(a, make_optimizer(a, 1e-3), TrainConfig(batch_size=64), "cpu", compiled=False)
+    comp = SingleStep(b, make_optimizer(b, 1e-3), TrainConfig(batch_size=64), "cpu", compiled=True, log=said.append)
+    (x, eps), = _batches(cfg, steps=1)
+    la, _, _ = eager(x, eps, [1.0])
+    lb, _, _ = comp(x, eps, [1.0])
+    assert comp.loss.ok is False and "no C++ compiler found" in said[0] and "eager step instead" in said[0]
+    torch.testing.assert_close(lb, la)
+    torch.testing.assert_close(b.state_dict(), a.state_dict())
