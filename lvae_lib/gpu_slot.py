@@ -195,7 +195,7 @@ def run_slot(out: Path, budget: str = "paper", device: str = "cuda", deadline_s:
                 packed += _pack_record(out, Path(rec.path), packed)
     new = {p.parent for p in store.root.rglob("record.json")} - before
     say(f"{len(new)} new record(s); packing the checkpoints of unfinished runs")
-    pack_checkpoints(out, work_dir, b)
+    pack_checkpoints(out, work_dir, b, results_dir)
     say("done; files in", out, ":", ", ".join(sorted(p.name for p in out.iterdir())))
     return 0
 
@@ -249,9 +249,15 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
-def pack_checkpoints(out: Path, work_dir: Path, b: E.Budget) -> None:
-    """Each unfinished checkpoint gzipped and cut into pieces ``ckpt-<key>.gz.<i>`` while the limits allow."""
-    for ck in sorted((Path(work_dir) / b.name).glob("*/checkpoint.pt")):
+def pack_checkpoints(out: Path, work_dir: Path, b: E.Budget, results_dir=None) -> None:
+    """The checkpoints of runs without a record (unfinished, or trained but not yet evaluated), the most
+    trained first, each gzipped and cut into pieces ``ckpt-<key>.gz.<i>`` while the limits allow."""
+    from .train import load_checkpoint
+
+    root = Path(results_dir or E.DEFAULT_RESULTS) / b.name
+    done = {p.parent.name.rsplit("-", 1)[-1] for p in root.rglob("record.json")} if root.exists() else set()
+    cks = [ck for ck in (Path(work_dir) / b.name).glob("*/checkpoint.pt") if ck.parent.name not in done]
+    for ck in sorted(cks, key=lambda c: -load_checkpoint(c)["epoch"]):
         key = ck.parent.name
         blob = gzip.compress(ck.read_bytes(), compresslevel=6)
         pieces = [blob[i:i + MAX_FILE] for i in range(0, len(blob), MAX_FILE)]

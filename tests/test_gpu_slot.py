@@ -31,8 +31,12 @@ def test_records_and_checkpoints_round_trip_within_the_limits(tmp_path, monkeypa
     ck = tmp_path / "gpu-runs" / "smoke" / "abc123" / "checkpoint.pt"
     ck.parent.mkdir(parents=True)
     torch.save({"epoch": 1, "model": {"w": torch.randn(30_000)}}, ck)  # about 120 kB: several pieces
-    G.pack_checkpoints(out, tmp_path / "gpu-runs", E.get_budget("smoke"))
+    done = tmp_path / "gpu-runs" / "smoke" / run.key(E.get_budget("smoke")) / "checkpoint.pt"  # its record is there
+    done.parent.mkdir(parents=True)
+    torch.save({"epoch": 2, "model": {}}, done)
+    G.pack_checkpoints(out, tmp_path / "gpu-runs", E.get_budget("smoke"), tmp_path / "there")
     assert len(list(out.glob("ckpt-abc123.gz.*"))) >= 2
+    assert not list(out.glob(f"ckpt-{run.key(E.get_budget('smoke'))}*"))  # a run with a record needs no checkpoint
     assert G.check_returned(out) == []
     done = G.unpack(out, tmp_path / "here", tmp_path / "runs-here", "smoke")
     assert any(d.startswith("record mnist/") for d in done)
