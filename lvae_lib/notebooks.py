@@ -312,6 +312,11 @@ def ensure(target: str, budget: str = "default", device: str = "cpu", results_di
     b = get_budget(resolve_budget(target, budget, results_dir, seed))
     runs = [replace(r, seed=seed) for r in runs_for(target)]
     store = results.Store(results_dir, b.name)
+    stale = store.stale(runs, b)
+    if stale:  # records that are here but cannot be used: named, never drawn as an empty figure
+        raise RuntimeError(f"{len(stale)} record(s) of {target} at the {b.name} budget cannot be used: "
+                           + "; ".join(why.split("; not used")[0] for why in stale.values())
+                           + f". Retrain them with `python -m lvae_lib run {target} --budget {b.name} --refresh`")
     missing = store.missing(runs, b)
     unavailable: dict[str, str] = {}
     for ds in dict.fromkeys(r.dataset for r in missing):  # e.g. NORB offline: report it, plan the rest

@@ -361,6 +361,8 @@ def _run_ray(wave, b, store, report, bar, log_dir, *, device, threads, num_gpus,
         except ConnectionError as e:
             raise ConnectionError(f"no Ray cluster at --address {address} ({str(e).splitlines()[0][:120]}): start one "
                                   f"with `ray start --head`, or leave --address out for a local one") from None
+        if threading.current_thread() is threading.main_thread():  # ray.init put its own SIGTERM handler in place:
+            signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` must stop the sweep as Ctrl-C does
     task = ray.remote(_ray_task).options(num_cpus=threads, num_gpus=num_gpus, max_retries=retries,
                                          retry_exceptions=True)
     refs = {task.remote(r, b.name, device, threads, data_root, inject, f"{r.label}-{r.key(b)}.log", compile): r

@@ -515,3 +515,90 @@ def test_a_notebook_refuses_hours_of_cpu_training_and_says_what_to_run(tmp_path,
         notebooks.ensure("fig3", "paper", results_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="device='bogus'"):
         notebooks.ensure("fig3", "paper", device="bogus", results_dir=tmp_path, progress=False)
+
+
+def test_a_notebook_over_stale_records_names_them_instead_of_drawing_nothing(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from lvae_lib import experiments as E
+    from lvae_lib import notebooks
+    from lvae_lib.results import Store
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_results import fake_record
+
+    b = E.get_budget("smoke")
+    st = Store(tmp_path, "smoke")
+    for run in E.runs_for("fig2"):
+        st.write(run, run.key(b), fake_record(run, run.key(b)), [{"epoch": 1}], {"a": np.zeros(2)})
+    old = st.path(E.runs_for("fig2")[0], E.runs_for("fig2")[0].key(b)) / "record.json"
+    rec = json.loads(old.read_text())
+    del rec["checksums"]  # an older schema
+    old.write_text(json.dumps(rec))
+    with pytest.raises(RuntimeError, match=r"1 record\(s\) of fig2 .* no checksums.*run fig2 --budget smoke --refresh"):
+        notebooks.ensure("fig2", "smoke", results_dir=tmp_path, progress=False)
+
+
+def test_ctrl_c_in_evaluate_says_l_k_starts_anew(monkeypatch, capsys):
+    from lvae_lib import cli
+
+    def interrupted(a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_evaluate", interrupted)
+    assert cli.main(["evaluate", "RUN"]) == 130
+    err = capsys.readouterr().err
+    assert "start it anew" in err and "checkpoints" not in err
+
+
+def test_a_ray_cluster_that_is_not_there_is_one_line_and_ray_keeps_our_sigterm(monkeypatch):
+    import types
+
+    from lvae_lib import sweep as S
+
+    calls = []
+
+    def init(**kw):
+        calls.append(kw)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as ray.init does
+        if kw.get("address") == "nowhere:1":
+            raise ConnectionError("Could not find any running Ray instance")
+
+    def remote(f):
+        raise RuntimeError("stop here")
+
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=init, remote=remote)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(ConnectionError, match="no Ray cluster at --address nowhere:1 .*ray start --head"):
+            S._run_ray([], None, None, None, None, None, device="cpu", threads=1, num_gpus=0, retries=0,
+                       address="nowhere:1", data_root=None, inject=None, compile=False)
+        with pytest.raises(RuntimeError, match="stop here"):
+            S._run_ray([], None, None, None, None, None, device="cpu", threads=1, num_gpus=0, retries=0,
+                       address=None, data_root=None, inject=None, compile=False)
+        assert signal.getsignal(signal.SIGTERM) is S._interrupt
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_train_writes_its_outputs_names_the_file(tmp_path, monkeypatch, capsys):
+    import safetensors.torch
+
+    from lvae_lib import cli
+
+    root = _mnist_root()
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    code = cli.main(["train", str(tmp_path / "run"), "--preset", "VAE", "--layers", "1", "--epochs", "1",
+                     "--train-subset", "256", "--test-subset", "100", "--data-dir", root])
+    err = capsys.readouterr().err
+    assert code == 1 and f"cannot write {tmp_path / 'run' / 'model.safetensors'}: No space left on device" in err
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
