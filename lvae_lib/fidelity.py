@@ -80,13 +80,15 @@ def _row(run: Run, metric: str, iv, n_new: int, n_old: int, over: str) -> dict:
 def decide(table: pd.DataFrame) -> tuple[bool, str]:
     """Whether the precision may become the CPU default, and the sentence that says why."""
     missing = table[table["passes"].isna()]
+    failed = table[table["passes"] == False]  # noqa: E712 - a column of True/False/None
+    example = "" if not len(failed) else (
+        f"{failed.iloc[0]['model']} {failed.iloc[0]['metric']} over {failed.iloc[0]['over']}: "
+        f"{failed.iloc[0]['difference']:+.2f} [{failed.iloc[0]['lo']:+.2f}, {failed.iloc[0]['hi']:+.2f}] "
+        f"({failed.iloc[0]['why']})")
     if len(missing):
         return False, (f"not decided: {len(missing)} of {len(table)} comparisons have no interval yet "
-                       f"({'; '.join(sorted(set(missing['why'])))})")
-    failed = table[table["passes"] == False]  # noqa: E712 - a column of True/False/None
+                       f"({'; '.join(sorted(set(missing['why'])))})"
+                       + (f"; of the others, {len(failed)} fail the rule, e.g. {example}" if len(failed) else ""))
     if len(failed):
-        first = failed.iloc[0]
-        return False, (f"stays opt-in: {len(failed)} of {len(table)} intervals fail the rule, e.g. {first['model']} "
-                       f"{first['metric']} over {first['over']}: {first['difference']:+.2f} "
-                       f"[{first['lo']:+.2f}, {first['hi']:+.2f}] ({first['why']})")
+        return False, f"stays opt-in: {len(failed)} of {len(table)} intervals fail the rule, e.g. {example}"
     return True, f"may become the default: all {len(table)} intervals contain 0 and lie within +-{MARGIN} nats"
