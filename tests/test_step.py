@@ -104,11 +104,15 @@ def test_precision_is_in_the_key_and_the_record_but_fp32_keys_are_unchanged():
     assert bf.key(b) != run.key(b) and bf.label == "LVAE+BN+WU-L5-bf16" and run.label == "LVAE+BN+WU-L5"
     assert "precision" not in to_dict(run.configs(b)[1]) and to_dict(bf.configs(b)[1])["precision"] == "bf16"
     # every committed record still has the key its run computes (so nothing is retrained for precision)
+    import dataclasses
+
+    from lvae_lib.config import PRECISIONS
+
+    every = [dataclasses.replace(r, seed=s, precision=p) for r in E.runs_for("all") for s in E.SEEDS for p in PRECISIONS]
     for rec_json in sorted(E.DEFAULT_RESULTS.glob("*/*/*/record.json")):
         label, key = rec_json.parent.name.rsplit("-", 1)
-        budget = rec_json.parts[-4]
-        assert any(r.label == label and r.key(E.get_budget(budget)) == key
-                   for r in E.runs_for("all") for r in [r] + [__import__("dataclasses").replace(r, seed=s) for s in (1, 2)]), rec_json
+        budget = E.get_budget(rec_json.parts[-4])
+        assert any(r.label == label and r.key(budget) == key for r in every), rec_json
     with pytest.raises(ValueError, match="precision must be one of"):
         TrainConfig(precision="fp16")
 
