@@ -181,8 +181,7 @@ def table1_compare(df) -> pd.DataFrame:
     base = "LVAE, 5-layer"
     larger = [r for r in means.itertuples() if r.finetune == "" and BUDGET_ORDER.index(r.budget) < BUDGET_ORDER.index(budget)] \
         if budget else []
-    extra = [(f"{base} at the {r.budget} budget (not fine-tuned there)", dict((n, v) for n, v, _ in paper.TABLE1)[base], r)
-             for r in larger]
+    extra = [(f"{base}, {r.budget} budget", dict((n, v) for n, v, _ in paper.TABLE1)[base], r) for r in larger]
     rows = []
     for name, value, r in [(n, v, ours.get(n)) for n, v, _ in paper.TABLE1] + [(control, None, ours.get(control))] + extra:
         rows.append({"model": name, "paper": value, "ours": round(r.test_LK, 2) if r else None,

@@ -264,10 +264,10 @@ def test_headline_rows_take_the_paper_budget_where_it_exists(tmp_path):
     assert lvae.loc["LVAE, 5-layer", "ours"] == -83.3
     # ... and the paper budget's base follows, last, named with its budget
     last = t1.iloc[-1]
-    assert last["model"] == "LVAE, 5-layer at the paper budget (not fine-tuned there)" and last["ours"] == -82.3
+    assert last["model"] == "LVAE, 5-layer, paper budget" and last["ours"] == -82.3
     assert last["budget"] == "paper" and last["paper"] == -82.12
     rep = report.reproduction_table(df).set_index(["figure/table", "model"])
-    assert rep.loc[("Table 1", "LVAE, 5-layer at the paper budget (not fine-tuned there)"), "ours - paper"] == \
+    assert rep.loc[("Table 1", "LVAE, 5-layer, paper budget"), "ours - paper"] == \
         pytest.approx(-0.18)  # same K: a difference
     assert pd.isna(rep.loc[("Table 1", "LVAE, 5-layer"), "ours - paper"])  # cpu's L_1000 against L_5000: none
     c = report.claims(df).set_index(["claim", "budget"])
