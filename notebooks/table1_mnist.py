@@ -23,7 +23,8 @@ print(plots.caption(ours, "Rows of other models are the paper's citations, not r
 
 # %% [markdown]
 # Our LVAE rows all come from one budget, the largest that has the fine-tuning runs, so that fine-tuning
-# is read against its own base; a base trained at a larger budget follows in a row of its own.
+# is read against its own base; a base trained at a larger budget (not fine-tuned there) follows in a row
+# of its own, named with its budget.
 
 # %%
 table(report.table1_compare(ours))
