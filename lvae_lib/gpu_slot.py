@@ -44,6 +44,10 @@ ORDER = (  # what the paper budget still misses, most needed first
     + E.FIGURES["fig3"]  # the rest of the Fig. 3 grid
 )
 EVAL_MARGIN = 1.3  # a record's evaluation is planned at this many times its measured estimate
+MAX_ADVANCE = 3  # unfinished runs trained for their checkpoints: about 19 MB each gzipped, three fit the return
+PACK_S = 30  # seconds kept at the end for packing the checkpoints
+CHECKS_SHARE = 0.3  # at most this share of the slot goes to the weight checks of committed records
+ELSEWHERE = "elsewhere.json"  # in gpu-data/: {key: epoch} of runs training elsewhere (gpu-data --work-dir)
 
 
 def say(*parts) -> None:
@@ -59,9 +63,11 @@ def environment(device: str) -> str:
             f"commit {git_commit()}, {os.cpu_count()} cores")
 
 
-def measure(device: str, sizes=(1, 4, 16), steps: int = 20, budget_s: float = 90) -> tuple[dict, list[dict]]:
+def measure(device: str, sizes=(1, 2, 4, 16), steps: int = 20, budget_s: float = 90,
+            compile_m: int = 2) -> tuple[dict, list[dict]]:
     """Time the eager fp32 step at each stack size M in ``sizes``; then, if there is time left of
-    ``budget_s``, compile the step at the largest M, check three of its steps against the eager one's
+    ``budget_s``, compile the step at M = ``compile_m`` (the size the slot trains at: at most
+    :data:`MAX_ADVANCE` checkpoints come back), check three of its steps against the eager one's
     (same models, batches and noise) and time it. Returns the faster mode that agreed
     (``{"compiled": bool, "per_model_s": {M: s}}``) and every timing row (for the bench CSV)."""
     import copy
@@ -83,7 +89,7 @@ def measure(device: str, sizes=(1, 4, 16), steps: int = 20, budget_s: float = 90
     if time.time() - t0 > budget_s / 3:
         say(f"no time left of the {budget_s:.0f} s for checking: training with the eager step")
         return pick, rows
-    m = max(sizes)
+    m = compile_m if compile_m in eager else max(sizes)
     cfg, _ = preset("LVAE+BN+WU", 5)
     torch.manual_seed(0)
     models = [LadderVAE(cfg).to(device) for _ in range(m)]
@@ -123,13 +129,15 @@ def _step_s(per_model_s: dict, m: int) -> float:
     return per_model_s[near] * m
 
 
-def plan(budget: E.Budget, store, per_model_s: dict, work_dir, seconds: float, eval_s: float):
+def plan(budget: E.Budget, store, per_model_s: dict, work_dir, seconds: float, eval_s: float, elsewhere=()):
     """The stacks to train, in :data:`ORDER`, each as ``(runs, epochs_left, minutes, fits)``: those that fit,
-    in order, into ``seconds`` (one after another) first, then the others (trained for their checkpoints)."""
+    in order, into ``seconds`` (one after another) first, then the others (trained for their checkpoints, at
+    most :data:`MAX_ADVANCE` runs a stack). Runs whose keys are in ``elsewhere`` (training on another
+    machine, further on than a slot would bring them) are left out."""
     from .sweep import stack_groups
     from .train import checkpoint_path, load_checkpoint
 
-    todo = [r for r in dict.fromkeys(ORDER) if not store.complete(r, r.key(budget))]
+    todo = [r for r in dict.fromkeys(ORDER) if not store.complete(r, r.key(budget)) and r.key(budget) not in elsewhere]
     out, used = [], 0.0
     for group in stack_groups(todo, budget):
         done = [load_checkpoint(p)["epoch"] if (p := checkpoint_path(E.run_dir(work_dir, budget, r))).exists() else 0
@@ -141,19 +149,22 @@ def plan(budget: E.Budget, store, per_model_s: dict, work_dir, seconds: float, e
         secs = left * steps * _step_s(per_model_s, len(group)) + eval_s * EVAL_MARGIN * len(group)
         fits = used + secs <= seconds
         used += secs if fits else 0.0
+        if not fits and len(group) > MAX_ADVANCE:
+            group = group[:MAX_ADVANCE]
+            secs = left * steps * _step_s(per_model_s, len(group))
         out.append((group, left, secs / 60, fits))
     return sorted(out, key=lambda g: not g[3])
 
 
 def run_slot(out: Path, budget: str = "paper", device: str = "cuda", deadline_s: float = 560,
-             results_dir=None, work_dir=None, data_root=None, sizes=(1, 4, 16)) -> int:
+             results_dir=None, work_dir=None, data_root=None, sizes=(1, 2, 4, 16)) -> int:
     """The whole slot (module docstring); returns 0 when it ran to its end, finished or not."""
     import pandas as pd
     import torch
 
     from . import results
     from .data import train_data
-    from .runner import run_one
+    from .runner import check_records, run_one
     from .stacked import train_stacked
 
     t_end = time.time() + deadline_s
@@ -171,20 +182,32 @@ def run_slot(out: Path, budget: str = "paper", device: str = "cuda", deadline_s:
     pd.DataFrame(rows).assign(device=environment(device)).to_csv(out / "bench.csv", index=False)
     data = train_data("mnist", data_root)
     eval_s = _eval_seconds(device, b)
-    groups = plan(b, store, chosen["per_model_s"], work_dir, t_end - time.time() - 30, eval_s)
-    say(f"plan ({(t_end - time.time()):.0f} s left, L_{b.eval_k} about {eval_s:.0f} s a record):")
+    # the committed records' weight checks (L_K with batch norm recomputed, L_20000 on 1,000 images): about
+    # 1.5 evaluations each; within CHECKS_SHARE of the slot, since a CPU takes over an hour a record for them
+    check_until = time.time() + CHECKS_SHARE * (t_end - time.time())
+    n_check = len([1 for p in store.root.rglob("record.json")]) if store.root.exists() else 0
+    if n_check:
+        say(f"weight checks of the committed records (about {1.6 * eval_s:.0f} s each, until {CHECKS_SHARE:.0%} of the slot)")
+        checked = check_records(b.name, results_dir, device, data_root, progress=False, log=lambda m: say(" ", m),
+                                time_left=lambda: check_until - time.time() - 1.6 * eval_s)
+        if checked:
+            shutil.copyfile(store.checks_path, out / results.CHECKS)
+    elsewhere = _elsewhere(b)
+    groups = plan(b, store, chosen["per_model_s"], work_dir, t_end - time.time() - PACK_S, eval_s, elsewhere)
+    say(f"plan ({(t_end - time.time()):.0f} s left, L_{b.eval_k} about {eval_s:.0f} s a record"
+        + (f"; {len(elsewhere)} run(s) left to the machine they train on" if elsewhere else "") + "):")
     for g, left, minutes, fits in groups:
         say(f"  {'finish ' if fits else 'advance'} {', '.join(f'{r.label} s{r.seed}' for r in g)}: "
             f"{left} epochs, about {minutes:.1f} min")
     packed = 0
-    for g, _, _, _ in groups:
-        if time.time() > t_end - 40:
+    for g, _, _, fits in groups:
+        if time.time() > t_end - PACK_S - 10:
             break
         mcfg, _ = g[0].configs(b)
-        eval_room = eval_s * EVAL_MARGIN * len(g) + 20
+        room = eval_s * EVAL_MARGIN * len(g) + 20 if fits else PACK_S
         # compiled only where the run is long enough to repay it (step.choose): never at the smoke budget
         train_stacked(mcfg, [r.configs(b)[1] for r in g], data, [E.run_dir(work_dir, b, r) for r in g], device=device,
-                      progress=False, compile=None if chosen["compiled"] else False, deadline=t_end - eval_room)
+                      progress=False, compile=None if chosen["compiled"] else False, deadline=t_end - room)
         for r in g:
             if time.time() > t_end - eval_s * EVAL_MARGIN - 20:
                 break
@@ -198,6 +221,12 @@ def run_slot(out: Path, budget: str = "paper", device: str = "cuda", deadline_s:
     pack_checkpoints(out, work_dir, b, results_dir)
     say("done; files in", out, ":", ", ".join(sorted(p.name for p in out.iterdir())))
     return 0
+
+
+def _elsewhere(b: E.Budget) -> dict:
+    """``{key: epoch}`` of the runs training on another machine (:func:`prepare`'s ``elsewhere.json``)."""
+    p = DATA_DIR / ELSEWHERE
+    return json.loads(p.read_text()).get(b.name, {}) if p.exists() else {}
 
 
 def _eval_seconds(device: str, b: E.Budget) -> float:
@@ -280,6 +309,13 @@ def unpack(folder: Path, results_dir=None, work_dir=None, budget: str = "paper")
     results_dir = Path(results_dir or E.DEFAULT_RESULTS)
     work_dir = Path(work_dir or E.DEFAULT_WORK)
     done = []
+    from . import results as R
+    if (Path(folder) / R.CHECKS).exists():
+        import pandas as pd
+
+        rows = pd.read_csv(Path(folder) / R.CHECKS, dtype={"commit": str, "key": str}).to_dict("records")
+        R.Store(results_dir, b.name).add_checks(rows)
+        done.append(f"weight checks: {len(rows)} row(s) into {R.Store(results_dir, b.name).checks_path}")
     for tar in sorted(Path(folder).glob("record-*.tar")):
         with tarfile.open(tar) as t:
             members = [m for m in t.getmembers() if m.isfile()]
@@ -321,10 +357,19 @@ def unpack(folder: Path, results_dir=None, work_dir=None, budget: str = "paper")
     return done
 
 
-def prepare(data_src, dest: Path = DATA_DIR) -> Path:
-    """Copy MNIST (verified) and the commit into ``dest`` (``gpu-data/``), to be carried with the tree."""
+def prepare(data_src, dest: Path = DATA_DIR, work_dirs=()) -> Path:
+    """Copy MNIST (verified) and the commit into ``dest`` (``gpu-data/``), to be carried with the tree, and
+    the epochs of the checkpoints in ``work_dirs`` (runs training here, which a slot leaves alone) into
+    ``elsewhere.json``."""
     from .data import FILES, fetch
-    from .train import git_commit
+    from .train import git_commit, load_checkpoint
+
+    away: dict[str, dict] = {}
+    for w in map(Path, work_dirs):
+        for ck in w.glob("*/*/checkpoint.pt"):
+            away.setdefault(ck.parent.parent.name, {})[ck.parent.name] = load_checkpoint(ck)["epoch"]
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / ELSEWHERE).write_text(json.dumps(away, indent=1, sort_keys=True) + "\n")
 
     for key in (k for k in FILES if k.startswith("mnist")):
         src = fetch(key, data_src, allow_download=False)

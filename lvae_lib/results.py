@@ -265,6 +265,7 @@ ARRAYS = {
 
 # the trained model's parameters and batch-norm statistics, fp32, in records whose budget keeps them
 WEIGHTS = "model.safetensors"
+CHECKS = "weight_checks.csv"  # per budget: checks of the kept models (lvae_lib.runner.weight_checks)
 
 
 def weights_bytes(model) -> bytes:
@@ -397,6 +398,30 @@ class Store:
     def arrays(self, run, key: str) -> dict:
         with np.load(self.path(run, key) / "arrays.npz") as f:
             return dict(f)
+
+    @property
+    def checks_path(self) -> Path:
+        """The budget's weight checks (:func:`lvae_lib.runner.weight_checks`), one row per record and check."""
+        return self.root / CHECKS
+
+    def checks(self) -> pd.DataFrame:
+        """The weight checks made so far (no rows if none)."""
+        if not self.checks_path.exists():
+            return pd.DataFrame(columns=["label", "key", "check"])
+        return pd.read_csv(self.checks_path, dtype={"commit": str, "key": str})
+
+    def add_checks(self, rows) -> Path:
+        """Add (or replace: the same key and check) rows of weight checks, written atomically."""
+        new = pd.DataFrame(list(rows))
+        old = self.checks()
+        if len(old):
+            old = old[~old.set_index(["key", "check"]).index.isin(new.set_index(["key", "check"]).index)]
+        both = pd.concat([old, new], ignore_index=True) if len(old) else new
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.checks_path.with_suffix(".tmp")
+        both.sort_values(["label", "seed", "check"]).to_csv(tmp, index=False, float_format="%.6g")
+        os.replace(tmp, self.checks_path)
+        return self.checks_path
 
     def table(self, runs, budget) -> pd.DataFrame:
         """One row per run: run fields, summary numbers, and the path of its record."""

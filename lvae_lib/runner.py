@@ -144,3 +144,75 @@ def attach_weights(run: Run, budget: str | Budget, checkpoint, results_dir=DEFAU
     after = store.load(run, key)
     assert dataclasses.replace(after, checksums=None) == dataclasses.replace(rec, checksums=None)
     return folder
+
+
+CHECKS_K_BIG, CHECKS_IMAGES_BIG = 20_000, 1_000  # L_K at K = 20,000 on the first 1,000 test images
+
+
+def weight_checks(rec: results.Record, data, device="cpu", k_big: int | None = None, n_big: int | None = None,
+                  progress: bool = False) -> list[dict]:
+    """Two checks of a record's kept model (its :data:`lvae_lib.results.WEIGHTS`) that its numbers rest on:
+
+    * ``bn_recomputed``: test L_K (the record's K) with every batch-norm layer's statistics recomputed over the
+      training set (the authors' convention, :func:`lvae_lib.analysis.recompute_batchnorm`) against the
+      record's own L_K with the running averages, per test image;
+    * ``k_<k_big>``: L_{k_big} on the first ``n_big`` test images against L_K of the first K of the same
+      samples: how far the record's L_K is from converged in K.
+
+    Each row: the check, the mean of the new estimate (``value``) and of the one it is compared with
+    (``reference``), their mean per-image difference ``diff`` and its standard error ``diff_se`` (an interval
+    is ``diff ± 1.96 diff_se``), with the record's label and key and the provenance of the check."""
+    K = rec.summary.K
+    k_big, n_big = k_big or CHECKS_K_BIG, n_big or CHECKS_IMAGES_BIG
+    x_test = data.x_test.to(device)
+    x_train = data.x_train.to(device)
+    own = np.load(Path(rec.path) / "arrays.npz")["test_LK_per_image"].astype(np.float64)
+    if len(own) != len(x_test):
+        raise ValueError(f"{rec.path}: its {len(own)} per-image L_{K} do not match the {len(x_test)} test images given")
+    rows = []
+
+    def row(check, new, ref, k, seconds):
+        d = np.asarray(new, np.float64) - np.asarray(ref, np.float64)
+        return {"label": rec.run.label, "seed": rec.run.seed, "key": rec.key, "check": check, "k": k,
+                "n_images": len(d), "value": float(np.mean(new)), "reference": float(np.mean(ref)),
+                "diff": float(d.mean()), "diff_se": float(d.std(ddof=1) / np.sqrt(len(d))),
+                "device": device_label(device), "torch": torch.__version__, "commit": git_commit(),
+                "seconds": round(seconds, 1), "date": time.strftime("%Y-%m-%d")}
+
+    t0 = time.perf_counter()
+    model = rec.load_model(device)
+    torch.manual_seed(0)  # the training set's binarization and the noise of the statistics pass
+    analysis.recompute_batchnorm(model, fixed_binarization(x_train) if data.binarize else x_train)
+    model.eval()
+    lk_bn = iw_bound(model, x_test, k=K, batch_size=100, progress=progress)
+    rows.append(row("bn_recomputed", lk_bn.numpy(), own, K, time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    model = rec.load_model(device)  # the running averages again
+    torch.manual_seed(0)
+    big, inner = iw_bound(model, x_test[:n_big], k=k_big, batch_size=100, progress=progress, nested=(K,))
+    rows.append(row(f"k_{k_big}", big.numpy(), inner[K].numpy(), k_big, time.perf_counter() - t0))
+    return rows
+
+
+def check_records(budget: str = "paper", results_dir=DEFAULT_RESULTS, device="cpu", data_root=None,
+                  refresh: bool = False, progress: bool = True, log=print, time_left=None) -> list[dict]:
+    """:func:`weight_checks` for every record of ``budget`` that keeps its weights and has no checks yet
+    (all of them with ``refresh``); each record's rows are added to the store's checks as they come.
+    ``time_left`` (a callable giving seconds, e.g. in a GPU slot): stop before a record when it says 0."""
+    store = results.Store(results_dir, budget)
+    done = set(store.checks()["key"].astype(str))
+    recs = [results.read(p.parent) for p in sorted(store.root.rglob("record.json"))] if store.root.exists() else []
+    todo = [r for r in recs if r.has_weights and (refresh or r.key not in done)]
+    rows = []
+    for rec in todo:
+        if time_left is not None and time_left() <= 0:
+            log(f"no time left for the weight checks of {rec.run.label} seed {rec.run.seed}")
+            break
+        data = train_data(rec.run.dataset, data_root).subset(rec.train_cfg["train_subset"], rec.train_cfg["test_subset"])
+        new = weight_checks(rec, data, device, progress=progress)
+        store.add_checks(new)
+        rows += new
+        for r in new:
+            log(f"{r['label']} seed {r['seed']}, {r['check']}: {r['value']:.3f} against {r['reference']:.3f}, "
+                f"difference {r['diff']:+.3f} ± {1.96 * r['diff_se']:.3f} ({r['seconds']:.0f} s)")
+    return rows

@@ -77,3 +77,39 @@ def test_the_plan_puts_what_fits_first_and_says_so(tmp_path):
     assert not groups[-1][3]  # the Fig. 3 grid does not fit in 600 s
     minutes = [g[2] for g in groups if g[3]]
     assert sum(minutes) * 60 <= 600 and minutes[0] == pytest.approx((2000 * 235 * 0.0008 + 4 * 13) / 60)
+
+
+def test_the_plan_leaves_runs_training_elsewhere_alone_and_advances_no_more_than_come_back(tmp_path):
+    b = E.get_budget("paper")
+    away = {E.Run("mnist", v, 5).key(b): 700 for v in ("VAE+BN", "VAE")}
+    groups = G.plan(b, Store(tmp_path, "paper"), {1: 0.003, 2: 0.002}, tmp_path, 500, eval_s=10, elsewhere=away)
+    labels = [(r.label, r.seed) for g in groups for r in g[0]]
+    assert ("VAE+BN-L5", 0) not in labels and ("VAE-L5", 0) not in labels
+    assert not any(fits for *_, fits in groups)  # 470,000 steps of 2 ms do not fit in 500 s
+    assert all(len(g) <= G.MAX_ADVANCE for g, *_ in groups)
+    # an empty store: seed 0 of the Fig. 3 grid stacks too, after the central pair's missing seeds
+    assert [(r.label, r.seed) for r in groups[0][0]] == [("LVAE+BN+WU-L5", 1), ("LVAE+BN+WU-L5", 2), ("LVAE+BN+WU-L5", 0)]
+
+
+def test_gpu_data_names_the_runs_training_here_and_unpack_merges_the_weight_checks(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    ck = tmp_path / "runs" / "paper" / "abc" / "checkpoint.pt"
+    ck.parent.mkdir(parents=True)
+    torch.save({"epoch": 740, "model": {}}, ck)
+    dest = tmp_path / "gpu-data"
+    try:
+        G.prepare(None, dest, work_dirs=[tmp_path / "runs"])
+    except Exception:  # noqa: BLE001 - no MNIST here: the elsewhere file is written before the copy
+        pass
+    assert json.loads((dest / G.ELSEWHERE).read_text()) == {"paper": {"abc": 740}}
+    out = tmp_path / "out"
+    out.mkdir()
+    row = {"label": "VAE-L5", "seed": 0, "key": "k1", "check": "bn_recomputed", "value": -80.0, "reference": -80.1,
+           "diff": 0.1, "diff_se": 0.01}
+    pd.DataFrame([row]).to_csv(out / "weight_checks.csv", index=False)
+    done = G.unpack(out, tmp_path / "here", tmp_path / "runs-here", "paper")
+    assert any(d.startswith("weight checks: 1 row") for d in done)
+    assert Store(tmp_path / "here", "paper").checks().to_dict("records")[0]["diff"] == 0.1

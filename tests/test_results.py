@@ -253,3 +253,39 @@ def test_a_record_being_replaced_is_never_absent_or_mixed(tmp_path):
         assert p.exitcode == 0
     assert reads > 10
     assert not [p for p in (tmp_path / "smoke" / "mnist").iterdir() if p.name.startswith(".")]  # nothing left over
+
+
+@pytest.mark.slow
+def test_weight_checks_compare_against_the_record_and_land_once_per_record_and_check(tmp_path):
+    """check_records: a model without batch norm is unchanged by the recomputation, so its L_K differs from the
+    record's only by Monte Carlo noise; L_{k_big} is at least L_K of the same samples' first K on average (a
+    larger K never lowers the bound in expectation); the rows land in the store's checks, replaced, not repeated."""
+    import dataclasses
+
+    from lvae_lib import runner
+    from lvae_lib.runner import check_records, run_one
+
+    root = _data_dir()
+    keep = dataclasses.replace(E.get_budget("smoke"), name="keep", keep_weights=True)
+    for variant in ("VAE", "VAE+BN"):
+        run_one(E.Run("mnist", variant, 2), keep, tmp_path / "res", tmp_path / "runs", progress=False, data_root=root)
+    old = runner.CHECKS_K_BIG, runner.CHECKS_IMAGES_BIG
+    runner.CHECKS_K_BIG, runner.CHECKS_IMAGES_BIG = 40, 100
+    try:
+        rows = check_records("keep", tmp_path / "res", data_root=root, progress=False, log=lambda *_: None)
+    finally:
+        runner.CHECKS_K_BIG, runner.CHECKS_IMAGES_BIG = old
+    by = {(r["label"], r["check"]): r for r in rows}
+    assert set(by) == {(v, c) for v in ("VAE-L2", "VAE+BN-L2") for c in ("bn_recomputed", "k_40")}
+    plain = by[("VAE-L2", "bn_recomputed")]
+    assert plain["n_images"] == keep.test_subset and plain["k"] == keep.eval_k
+    assert abs(plain["diff"]) < 4 * plain["diff_se"] + 1e-9, plain
+    for v in ("VAE-L2", "VAE+BN-L2"):
+        big = by[(v, "k_40")]
+        assert big["n_images"] == 100 and big["diff"] > -3 * big["diff_se"], big
+    store = Store(tmp_path / "res", "keep")
+    assert len(store.checks()) == 4
+    assert check_records("keep", tmp_path / "res", data_root=root, progress=False) == []  # nothing left to check
+    store.add_checks([{**by[("VAE-L2", "k_40")], "value": 0.0}])
+    again = store.checks()
+    assert len(again) == 4 and (again[again.check == "k_40"].value == 0.0).sum() == 1
