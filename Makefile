@@ -47,8 +47,9 @@ bench: $(STAMP)  ## speed benchmark (training step vs reference, sgemm peak, L_K
 # gpu-data/ (git-ignored), which travels with the tree; there, from the tree root, with the machine's own python3:
 #     python3 -m lvae_lib gpu-slot --out $OUT --deadline 560 2>&1 | tee $OUT/slot.log
 # and back here:  .venv/bin/python -m lvae_lib gpu-unpack <the returned folder>
+# GPU_WORK: more work dirs of runs training on this machine (runs/ is always named): the slot leaves them alone
 gpu-data: $(STAMP)  ## copy MNIST (verified) and the commit into gpu-data/, to carry to a GPU machine
-	$(PY) -m lvae_lib gpu-data
+	$(PY) -m lvae_lib gpu-data --work-dir $(wildcard runs) $(GPU_WORK)
 
 # The same command here first, at the smoke budget, as the GPU machine would run it: Python 3.12 with torch 2.11
 # and only that machine's packages (no pooch, papermill, nbformat), a copy of the tree without .git, the network
