@@ -86,6 +86,14 @@ def measure(device: str, sizes=(1, 2, 4, 16), steps: int = 20, budget_s: float =
     for m, s in eager.items():
         say(f"  M={m:<2d} eager{' (graphed)' if device != 'cpu' and m == 1 else ''} fp32: {1e3 * s:.2f} ms a step per model")
     pick = {"compiled": False, "per_model_s": eager}
+    if device != "cpu":  # for the bench alone (training stays fp32): are TF32 and bf16 faster at all?
+        try:
+            more = time_modes("LVAE+BN+WU", steps, (1, max(sizes)), device, repeats=1, which=[("tf32", False), ("bf16", False)])
+            rows += more
+            for r in more:
+                say(f"  M={r['M']:<2d} eager {r['precision']}: {1e3 * r['seconds'] / r['M']:.2f} ms a step per model")
+        except Exception as e:  # noqa: BLE001 - a bench row is not worth the slot
+            say(f"  (tf32/bf16 timing failed: {type(e).__name__}: {str(e)[:160]})")
     if time.time() - t0 > budget_s / 3:
         say(f"no time left of the {budget_s:.0f} s for checking: training with the eager step")
         return pick, rows
@@ -164,7 +172,7 @@ def run_slot(out: Path, budget: str = "paper", device: str = "cuda", deadline_s:
 
     from . import results
     from .data import train_data
-    from .runner import check_records, run_one
+    from .runner import check_records, records_to_check, run_one
     from .stacked import train_stacked
 
     t_end = time.time() + deadline_s
@@ -185,9 +193,10 @@ def run_slot(out: Path, budget: str = "paper", device: str = "cuda", deadline_s:
     # the committed records' weight checks (L_K with batch norm recomputed, L_20000 on 1,000 images): about
     # 1.5 evaluations each; within CHECKS_SHARE of the slot, since a CPU takes over an hour a record for them
     check_until = time.time() + CHECKS_SHARE * (t_end - time.time())
-    n_check = len([1 for p in store.root.rglob("record.json")]) if store.root.exists() else 0
+    n_check = len(records_to_check(b.name, results_dir))
     if n_check:
-        say(f"weight checks of the committed records (about {1.6 * eval_s:.0f} s each, until {CHECKS_SHARE:.0%} of the slot)")
+        say(f"weight checks of {n_check} committed record(s) (about {1.6 * eval_s:.0f} s each, "
+            f"within {CHECKS_SHARE:.0%} of the slot)")
         checked = check_records(b.name, results_dir, device, data_root, progress=False, log=lambda m: say(" ", m),
                                 time_left=lambda: check_until - time.time() - 1.6 * eval_s)
         if checked:

@@ -194,17 +194,22 @@ def weight_checks(rec: results.Record, data, device="cpu", k_big: int | None = N
     return rows
 
 
-def check_records(budget: str = "paper", results_dir=DEFAULT_RESULTS, device="cpu", data_root=None,
-                  refresh: bool = False, progress: bool = True, log=print, time_left=None) -> list[dict]:
-    """:func:`weight_checks` for every record of ``budget`` that keeps its weights and has no checks yet
-    (all of them with ``refresh``); each record's rows are added to the store's checks as they come.
-    ``time_left`` (a callable giving seconds, e.g. in a GPU slot): stop before a record when it says 0."""
+def records_to_check(budget: str = "paper", results_dir=DEFAULT_RESULTS, refresh: bool = False) -> list:
+    """The records of ``budget`` that keep their weights and have no weight checks yet (all of them with ``refresh``)."""
     store = results.Store(results_dir, budget)
     done = set(store.checks()["key"].astype(str))
     recs = [results.read(p.parent) for p in sorted(store.root.rglob("record.json"))] if store.root.exists() else []
-    todo = [r for r in recs if r.has_weights and (refresh or r.key not in done)]
+    return [r for r in recs if r.has_weights and (refresh or r.key not in done)]
+
+
+def check_records(budget: str = "paper", results_dir=DEFAULT_RESULTS, device="cpu", data_root=None,
+                  refresh: bool = False, progress: bool = True, log=print, time_left=None) -> list[dict]:
+    """:func:`weight_checks` for each of :func:`records_to_check`; each record's rows are added to the
+    store's checks as they come. ``time_left`` (a callable giving seconds, e.g. in a GPU slot): stop before a
+    record when it says 0."""
+    store = results.Store(results_dir, budget)
     rows = []
-    for rec in todo:
+    for rec in records_to_check(budget, results_dir, refresh):
         if time_left is not None and time_left() <= 0:
             log(f"no time left for the weight checks of {rec.run.label} seed {rec.run.seed}")
             break

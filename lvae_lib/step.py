@@ -90,11 +90,15 @@ class Compiled:
         cuda = torch.device(device).type == "cuda"
         self.fn, self.buffers, self.log = fn, buffers, log
         self.compiled = torch.compile(fn, dynamic=False, mode="reduce-overhead" if cuda else None)
+        # each call is a new training step: its CUDA graph may overwrite the last step's outputs, which the
+        # loop has used by then (without this, still-live outputs make the graphs re-record)
+        self.mark = torch.compiler.cudagraph_mark_step_begin if cuda else (lambda: None)
         self.ok: bool | None = None  # unknown until the first call
 
     def __call__(self, *args):
         if self.ok is False:
             return self.fn(*args)
+        self.mark()
         if self.ok:
             return self.compiled(*args)
         saved = {k: v.clone() for k, v in self.buffers().items()}
