@@ -143,8 +143,9 @@ class SingleStep:
         self.model.train()
         with precision([self.model], self.tc.precision):
             if self.graphed is not None and len(xb) == self.tc.batch_size:
-                loss, out = self.graphed(xb, eps, betas[0])
-                elbo = out["elbo"].detach().sum() / out["elbo"].shape[0]
+                loss, full = self.graphed(xb, eps, betas[0])
+                elbo = full["elbo"].detach().sum() / full["elbo"].shape[0]
+                out = {"log_px": full["log_px"], "kl": full["kl"]}  # what the other branch returns
             else:  # beta as a tensor when compiled (a float would be compiled anew for each warm-up value)
                 beta = torch.tensor(betas[0], device=xb.device) if self.mode == "compiled" else betas[0]
                 loss, elbo, log_px, kl = self.loss(xb, eps, beta)

@@ -79,8 +79,11 @@ def device_label(device) -> str:
 def git_commit() -> str:
     """The commit of the code this process runs: read once per process, when its first run starts (a
     sweep's workers keep the code they imported), with ``+dirty`` if ``lvae_lib/`` differs from it.
-    A copy of the code without its ``.git`` (a cluster node, say) reads ``$LVAE_GIT_COMMIT``."""
+    ``$LVAE_GIT_COMMIT``, where set, comes first: a copy of the code without its ``.git``, or with a stale one
+    (a cluster node, a GPU slot), names its commit so."""
     repo = Path(__file__).resolve().parents[1]
+    if os.environ.get("LVAE_GIT_COMMIT"):  # set by whoever copied the code (a GPU slot): it knows the commit
+        return os.environ["LVAE_GIT_COMMIT"]
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()

@@ -190,3 +190,33 @@ def test_a_step_that_fails_to_compile_trains_eagerly_says_why_and_loses_nothing(
     assert comp.loss.ok is False and "no C++ compiler found" in said[0] and "eager step instead" in said[0]
     torch.testing.assert_close(lb, la)
     torch.testing.assert_close(b.state_dict(), a.state_dict())
+
+
+def test_the_graphed_branch_returns_what_the_eager_one_returns():
+    """On a GPU a full batch goes through the CUDA graph, which hands back the model's whole dict (lists of
+    per-layer tensors among its values); the step must return the eager branch's three things all the same
+    (a first GPU run failed here: the test stands in a CPU double for the graph)."""
+    cfg, _ = preset("LVAE+BN+WU", n_layers=2, **SMALL)
+    torch.manual_seed(0)
+    model = LadderVAE(cfg)
+    eager = SingleStep(copy.deepcopy(model), make_optimizer(copy.deepcopy(model), 1e-3), TrainConfig(batch_size=64),
+                       "cpu", False)
+    graphed = SingleStep(copy.deepcopy(model), make_optimizer(copy.deepcopy(model), 1e-3), TrainConfig(batch_size=64),
+                         "cpu", False)
+
+    def stand_in(xb, eps, beta):  # the graph's contract: (loss, the model's dict) of a training step
+        from lvae_lib.objectives import training_loss
+
+        with D.given_noise(eps):
+            loss, out = training_loss(graphed.model, xb, beta)
+        graphed.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        graphed.opt.step()
+        return loss, out
+
+    graphed.graphed = stand_in
+    x, eps = _batches(cfg, steps=1)[0]
+    a, b = eager(x, eps, [1.0]), graphed(x, eps, [1.0])
+    assert set(b[2]) == set(a[2]) == {"log_px", "kl"}
+    for u, v in zip(a, b):
+        torch.testing.assert_close(u, v)
