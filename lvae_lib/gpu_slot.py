@@ -68,8 +68,10 @@ def measure(device: str, sizes=(1, 2, 4, 16), steps: int = 20, budget_s: float =
     """Time the eager fp32 step at each stack size M in ``sizes``; then, if there is time left of
     ``budget_s``, compile the step at M = ``compile_m`` (the size the slot trains at: at most
     :data:`MAX_ADVANCE` checkpoints come back), check three of its steps against the eager one's
-    (same models, batches and noise) and time it. Returns the faster mode that agreed
-    (``{"compiled": bool, "per_model_s": {M: s}}``) and every timing row (for the bench CSV)."""
+    (same models, batches and noise) and time it. Returns, per measured M, the fastest fp32 mode that agreed
+    (``{"compiled": {M: bool}, "per_model_s": {M: s}}``: on an H200 the graphed single step beat every stack,
+    so each size keeps its own measurement, never one scaled from another's) and every timing row (for the
+    bench CSV)."""
     import copy
 
     import torch
@@ -85,7 +87,7 @@ def measure(device: str, sizes=(1, 2, 4, 16), steps: int = 20, budget_s: float =
     eager = {r["M"]: r["seconds"] / r["M"] for r in rows}
     for m, s in eager.items():
         say(f"  M={m:<2d} eager{' (graphed)' if device != 'cpu' and m == 1 else ''} fp32: {1e3 * s:.2f} ms a step per model")
-    pick = {"compiled": False, "per_model_s": eager}
+    pick = {"compiled": {m: False for m in eager}, "per_model_s": dict(eager)}
     if device != "cpu":  # for the bench alone (training stays fp32): are TF32 and bf16 faster at all?
         try:
             more = time_modes("LVAE+BN+WU", steps, (1, max(sizes)), device, repeats=1, which=[("tf32", False), ("bf16", False)])
@@ -129,16 +131,21 @@ def measure(device: str, sizes=(1, 2, 4, 16), steps: int = 20, budget_s: float =
     rows.append({"M": m, "precision": "fp32", "compiled": True, "seconds": sec, "compile_s": compile_s, "mode": "compiled"})
     say(f"  M={m:<2d} compiled fp32: {1e3 * sec / m:.2f} ms a step per model")
     if sec / m < eager[m]:
-        # other stack sizes scale as the eager ones do (each size compiles once more when it trains)
-        pick = {"compiled": True, "per_model_s": {k: v * (sec / m) / eager[m] for k, v in eager.items()}}
-    say(f"training with the {'compiled' if pick['compiled'] else 'eager'} fp32 step")
+        pick["compiled"][m], pick["per_model_s"][m] = True, sec / m
+    best = min(pick["per_model_s"], key=pick["per_model_s"].get)
+    say(f"fastest per model: M={best}, {'compiled' if pick['compiled'][best] else 'eager'} fp32, "
+        f"{1e3 * pick['per_model_s'][best]:.2f} ms a step")
     return pick, rows
+
+
+def _near(per_model: dict, m: int):
+    """The value measured at the stack size nearest ``m``."""
+    return per_model[min(per_model, key=lambda k: abs(k - m))]
 
 
 def _step_s(per_model_s: dict, m: int) -> float:
     """Seconds a step of a stack of ``m`` takes, from the measured per-model times (nearest measured M)."""
-    near = min(per_model_s, key=lambda k: abs(k - m))
-    return per_model_s[near] * m
+    return _near(per_model_s, m) * m
 
 
 def plan(budget: E.Budget, store, per_model_s: dict, work_dir, seconds: float, eval_s: float, elsewhere=()):
@@ -151,7 +158,11 @@ def plan(budget: E.Budget, store, per_model_s: dict, work_dir, seconds: float, e
 
     todo = [r for r in dict.fromkeys(ORDER) if not store.complete(r, r.key(budget)) and r.key(budget) not in elsewhere]
     out, used = [], 0.0
-    for group in stack_groups(todo, budget):
+    groups = []
+    for group in stack_groups(todo, budget):  # a stack only where it is cheaper per model than one at a time
+        single = 1 in per_model_s and per_model_s[1] <= _near(per_model_s, len(group))
+        groups += [[r] for r in group] if single else [group]
+    for group in groups:
         done = [load_checkpoint(p)["epoch"] if (p := checkpoint_path(E.run_dir(work_dir, budget, r))).exists() else 0
                 for r in group]
         # a stack resumes from one epoch: the runs at the first one's epoch stack, the others wait
@@ -194,7 +205,7 @@ def run_slot(out: Path, budget: str = "paper", device: str = "cuda", deadline_s:
         chosen, rows = measure(device, sizes)
     except Exception as e:  # noqa: BLE001 - no bench, but the slot still trains (eagerly, planned from a guess)
         say(f"measuring failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); planning with 3 ms a step")
-        chosen, rows = {"compiled": False, "per_model_s": {1: 0.003}}, []
+        chosen, rows = {"compiled": {1: False}, "per_model_s": {1: 0.003}}, []
     pd.DataFrame(rows).assign(device=environment(device)).to_csv(out / "bench.csv", index=False)
     data = train_data("mnist", data_root)
     eval_s = _eval_seconds(device, b)
@@ -228,7 +239,7 @@ def run_slot(out: Path, budget: str = "paper", device: str = "cuda", deadline_s:
         # compiled only where the run is long enough to repay it (step.choose): never at the smoke budget
         args = (mcfg, [r.configs(b)[1] for r in g], data, [E.run_dir(work_dir, b, r) for r in g])
         try:
-            train_stacked(*args, device=device, progress=False, compile=None if chosen["compiled"] else False,
+            train_stacked(*args, device=device, progress=False, compile=None if _near(chosen["compiled"], len(g)) else False,
                           deadline=t_end - room)
         except Exception as e:  # noqa: BLE001 - the compiled step failed late: resume from the checkpoints, eagerly
             say(f"training failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); resuming with the eager step")
@@ -254,6 +265,34 @@ def run_slot(out: Path, budget: str = "paper", device: str = "cuda", deadline_s:
     pack_checkpoints(out, work_dir, b, results_dir)
     say("done; files in", out, ":", ", ".join(sorted(p.name for p in out.iterdir())))
     return 0
+
+
+# the H200's datasheet rates (dense), for the bench's % of peak: the slot does not measure them
+PEAK_TFLOPS = {"fp32": 67.0, "tf32": 495.0, "bf16": 990.0}
+
+
+def bench_rows(slot_bench, flops_per_step: float) -> "pd.DataFrame":
+    """A slot's ``bench.csv`` (M, precision, compiled, seconds, compile_s, mode, device) as rows of the bench's
+    own table (``results/bench/*.csv``): ms a step per model, GFLOP/s, % of the datasheet peak of its precision,
+    ratio to the single fp32 step, hours of one paper-budget model. ``flops_per_step``: one model's step."""
+    import pandas as pd
+
+    from .bench import PAPER_STEPS
+
+    df = pd.read_csv(slot_bench)
+    base = df[(df.M == 1) & (df.precision == "fp32") & ~df.compiled.astype(bool)].seconds
+    base = float(base.iloc[0]) if len(base) else float("nan")
+    per = df.seconds / df.M
+    gflops = flops_per_step / per / 1e9
+    return pd.DataFrame({
+        "device": df.device.str.split(",").str[0], "threads": 1, "what": "train step", "model": "LVAE+BN+WU",
+        "impl": [f"{'compiled' if c else m} {p}" + (f", stack of {k}" if k > 1 else "")
+                 for c, m, p, k in zip(df.compiled.astype(bool), df["mode"], df.precision, df.M)],
+        "gflops": gflops, "pct_peak": [100 * g / (PEAK_TFLOPS[p] * 1e3) for g, p in zip(gflops, df.precision)],
+        "ms_per_step": 1e3 * per, "epoch_s_60k": per * 60000 / 256, "M": df.M, "precision": df.precision,
+        "compiled": df.compiled.astype(bool), "speedup_vs_fp32_step": base / per,
+        "paper_model_hours": per * PAPER_STEPS / 3600, "compile_s": df.compile_s,
+        "torch": df.device.str.extract(r"torch ([^,]+)")[0], "date": time.strftime("%Y-%m-%d")})
 
 
 def _elsewhere(b: E.Budget) -> dict:
@@ -371,6 +410,8 @@ def unpack(folder: Path, results_dir=None, work_dir=None, budget: str = "paper")
             raise ValueError(f"{tar}: its record's key {rec.key} is not its run's {run.key(b)} at {b.name}")
         results.Store(results_dir, b.name).write_files(run, rec.key, files)
         done.append(f"record {dataset}/{name}")
+    if (Path(folder) / "bench.csv").exists() and budget == "paper":
+        done.append(f"bench: {_add_bench(Path(folder) / 'bench.csv', results_dir)}")
     pieces: dict[str, list[Path]] = {}
     for p in Path(folder).glob("ckpt-*.gz.*"):
         pieces.setdefault(p.name.split(".gz.")[0][len("ckpt-"):], []).append(p)
@@ -388,6 +429,29 @@ def unpack(folder: Path, results_dir=None, work_dir=None, budget: str = "paper")
             done.append(f"checkpoint {key}: epoch {ck['epoch']} -> {dest}")
         tmp.unlink()
     return done
+
+
+def _add_bench(slot_bench: Path, results_dir: Path) -> Path:
+    """Append a slot's timings to ``results/bench/gpu.csv`` (the rows of an earlier unpack of the same
+    device and date are replaced)."""
+    import pandas as pd
+    import torch
+
+    from .bench import BATCH, step_flops
+    from .config import preset
+    from .model import LadderVAE
+
+    cfg, _ = preset("LVAE+BN+WU", 5)
+    torch.manual_seed(0)
+    new = bench_rows(slot_bench, step_flops(LadderVAE(cfg), torch.bernoulli(torch.rand(BATCH, cfg.x_dim))))
+    dest = Path(results_dir) / "bench" / "gpu.csv"
+    if dest.exists():
+        old = pd.read_csv(dest)
+        same = old.device.isin(new.device) & old.date.isin(new.date) & old.impl.isin(new.impl)
+        new = pd.concat([old[~same], new], ignore_index=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    new.to_csv(dest, index=False, float_format="%.4g")
+    return dest
 
 
 def prepare(data_src, dest: Path = DATA_DIR, work_dirs=()) -> Path:

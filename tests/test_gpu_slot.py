@@ -113,3 +113,30 @@ def test_gpu_data_names_the_runs_training_here_and_unpack_merges_the_weight_chec
     done = G.unpack(out, tmp_path / "here", tmp_path / "runs-here", "paper")
     assert any(d.startswith("weight checks: 1 row") for d in done)
     assert Store(tmp_path / "here", "paper").checks().to_dict("records")[0]["diff"] == 0.1
+
+
+def test_where_one_model_at_a_time_is_cheaper_the_plan_trains_singles():
+    """On the H200 the graphed single step (2.37 ms) beat every measured stack (8.0 ms a model at M = 2,
+    compiled; 2.7 ms at M = 16, eager): the plan then trains the runs one at a time."""
+    b = E.get_budget("paper")
+    h200 = {1: 0.00237, 2: 0.00802, 4: 0.01224, 16: 0.00273}
+    groups = G.plan(b, Store("/nonexistent", "paper"), h200, "/nonexistent", 500, eval_s=16)
+    assert all(len(g) == 1 for g, *_ in groups)
+    assert groups[0][2] == pytest.approx((2000 * 235 * 0.00237 + 16 * G.EVAL_MARGIN) / 60)  # 18.9 min: no fit
+    assert not any(fits for *_, fits in groups)
+
+
+def test_a_slot_bench_lands_in_the_bench_table(tmp_path):
+    import pandas as pd
+
+    dev = "NVIDIA H200, torch 2.11.0+cu130, python 3.12.3, commit x, 16 cores"
+    pd.DataFrame([{"M": 1, "precision": "fp32", "compiled": False, "seconds": 0.002, "compile_s": 0.0, "mode": "graphed", "device": dev},
+                  {"M": 2, "precision": "fp32", "compiled": True, "seconds": 0.016, "compile_s": 61.0, "mode": "compiled", "device": dev}]
+                 ).to_csv(tmp_path / "bench.csv", index=False)
+    rows = G.bench_rows(tmp_path / "bench.csv", flops_per_step=2e9)
+    assert list(rows.impl) == ["graphed fp32", "compiled fp32, stack of 2"]
+    assert rows.ms_per_step.tolist() == pytest.approx([2.0, 8.0])
+    assert rows.gflops.tolist() == pytest.approx([1000.0, 250.0])  # 2 GFLOP in 2 ms; in 8 ms
+    assert rows.pct_peak.iloc[0] == pytest.approx(100 * 1000 / 67000)
+    assert rows.speedup_vs_fp32_step.tolist() == pytest.approx([1.0, 0.25])
+    assert rows.device.iloc[0] == "NVIDIA H200" and rows.torch.iloc[0] == "2.11.0+cu130"
