@@ -720,3 +720,48 @@ def budget_totals(df) -> pd.DataFrame:
     g = df.groupby(["budget", "dataset_name"]).agg(records=("key", "size"), hours=("train_seconds", "sum"))
     g["hours"] = (g["hours"] / 3600).round(2)
     return g.reset_index()
+
+
+CHECK_NAMES = {"bn_recomputed": "batch norm recomputed over the training set, against the running averages"}
+
+
+def weight_checks_table(results_dir=None, budget: str = "paper") -> pd.DataFrame:
+    """The checks of the kept models (:func:`lvae_lib.runner.weight_checks`) as the book shows them: per
+    model and check, our new estimate, the one it is compared with, their difference per test image with its
+    95% interval, and where it ran."""
+    from .experiments import DEFAULT_RESULTS, get_budget
+
+    c = Store(results_dir or DEFAULT_RESULTS, budget).checks()
+    k_ref = get_budget(budget).eval_k  # each record's own K: its budget's
+    if not len(c):
+        return pd.DataFrame()
+    lo, hi = c["diff"] - 1.96 * c["diff_se"], c["diff"] + 1.96 * c["diff_se"]
+    what = [CHECK_NAMES.get(ch, f"L_{k} against L_{k_ref} of its first samples, first {n:,} test images")
+            for ch, k, n in zip(c["check"], c["k"], c["n_images"])]
+    return pd.DataFrame({
+        "model": c["label"] + ", seed " + c["seed"].astype(str), "check": what,
+        "ours": c["value"].round(2), "compared with": c["reference"].round(2),
+        "difference [95% interval]": [f"{d:+.3f} [{a:+.3f}, {b:+.3f}]" for d, a, b in zip(c["diff"], lo, hi)],
+        "images": c["n_images"], "ran on": c["device"] + ", " + c["date"]})
+
+
+def weight_checks_in_words(results_dir=None, budget: str = "paper") -> str:
+    """One sentence per check, generated from the checks: the range of the differences, and where their
+    intervals lie against zero."""
+    from .experiments import DEFAULT_RESULTS, get_budget
+
+    c = Store(results_dir or DEFAULT_RESULTS, budget).checks()
+    K = get_budget(budget).eval_k
+    out = []
+    for ch, g in c.groupby("check", sort=False):
+        lo, hi = g["diff"] - 1.96 * g["diff_se"], g["diff"] + 1.96 * g["diff_se"]
+        span = f"by {g['diff'].min():+.3f} to {g['diff'].max():+.3f} nats over {len(g)} model(s)"
+        excl = int(((lo > 0) | (hi < 0)).sum())
+        where = ("every interval includes zero" if excl == 0 else "every interval lies above zero" if (lo > 0).all()
+                 else "every interval lies below zero" if (hi < 0).all() else f"{excl} of {len(g)} intervals exclude zero")
+        if ch == "bn_recomputed":
+            out.append(f"Recomputing the batch-norm statistics over the training set moves test L_{K} {span} ({where}).")
+        else:
+            out.append(f"L_{g['k'].iloc[0]} exceeds L_{K} of the same samples {span} ({where}): "
+                       f"so far is L_{K} from converged in K.")
+    return " ".join(out)

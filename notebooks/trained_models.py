@@ -75,3 +75,30 @@ show("trained_layers", plots.image_grid(grids, nrow=6, ncol=8), caption)
 # **Resampling below layer $k$** for the first test digit: each row keeps $z_{k+1}, \dots, z_5$ of one
 # posterior draw and redraws the layers below it eight times. {glue:text}`trained_layers_caption`
 # ```
+
+# %% [markdown]
+# ## Two checks of the evaluation
+#
+# The kept weights let the evaluation itself be checked (`python -m lvae_lib check-weights`; about an hour
+# a model on one CPU thread, seconds on a GPU):
+#
+# * **Batch-norm statistics.** We evaluate with the running averages that batch norm keeps during
+#   training; the authors recomputed the statistics over the whole training set first. Each model's
+#   $\mathcal{L}_{5000}$ is computed again with recomputed statistics and compared, per test image, with
+#   the record's own.
+# * **Convergence in $K$.** $\mathcal{L}_{20000}$ on the first 1,000 test images, against
+#   $\mathcal{L}_{5000}$ of the first 5,000 of the same samples: how far the paper's $K$ is from
+#   $\log p(x)$, at least.
+
+# %% tags=["remove-input"]
+from IPython.display import Markdown
+from myst_nb import glue
+
+from lvae_lib import report
+from lvae_lib.notebooks import table
+
+checks = report.weight_checks_table(results_dir or None)
+glue("weight_checks", table(checks))
+checks_words = report.weight_checks_in_words(results_dir or None)
+glue("weight_checks_words", checks_words, display=False)
+Markdown(checks_words)
