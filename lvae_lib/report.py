@@ -264,6 +264,8 @@ def _gap(r):
 METRICS = {
     "test_LK": (lambda r: r["test_LK"], lambda a: a.get("test_LK_per_image")),
     "test_L1": (lambda r: r["test_L1"], lambda a: a.get("test_L1_per_image")),
+    # L_1 of 10,000 training images (one fixed binarization), evaluation mode: a summary only
+    "train_L1": (lambda r: r["train_L1"], lambda a: None),
     # L_K - L_1: how much importance sampling still adds, i.e. how loose the bound L_1 is
     "bound_gap": (_gap, lambda a: a["test_LK_per_image"] - a["test_L1_per_image"] if "test_LK_per_image" in a else None),
     # KL[q|p] summed over layers 3-5 (Fig. 5)
@@ -502,11 +504,100 @@ def _active_every_layer(df, variant="LVAE+BN+WU", layers=5):
             f"a count per record: {len(counts)} seed(s), each checked (units with KL > {analysis.ACTIVE_KL} nats)", v)
 
 
+def _late_trend(df, variant="LVAE+BN+WU", layers=5, share: float = 0.25):
+    """Fig. 2's "no over-fitting", on the records' training curves: the least-squares slope of test L_1
+    (evaluation mode, at each evaluation epoch) over the last ``share`` of training, in nats per 100 epochs,
+    averaged over seeds with its 95% interval (the seeds' OLS standard errors combined); the slope of
+    train L_1 (the running mean in training mode) is given beside it. The claim holds when test L_1 still
+    rises, does not hold when it falls."""
+    rows = _model(df, "mnist", variant, layers)
+    slopes = []
+    for _, r in rows.iterrows():
+        if not isinstance(r.get("path"), str):
+            continue
+        m = _curves_of(r["path"])
+        if m is None:
+            continue
+        m = m[m["epoch"] > (1 - share) * m["epoch"].max()]
+        e = m[m["test_elbo"].notna()]
+        if len(e) < 3:
+            continue
+        fit = stats_linregress(e["epoch"] / 100, e["test_elbo"])
+        train = stats_linregress(m["epoch"] / 100, m["train_elbo"])
+        slopes.append((fit.slope, fit.stderr, train.slope, len(e), int(m["epoch"].max())))
+    if not slopes:
+        return None
+    s = np.array(slopes)
+    mean, se = s[:, 0].mean(), np.sqrt((s[:, 1] ** 2).sum()) / len(s)
+    half = 1.96 * se
+    iv = ev.Interval(float(mean), float(mean - half), float(mean + half), int(s[:, 3].sum()),
+                     f"evaluations in the last {share:.0%} of {int(s[0, 4])} epochs, {len(s)} seed(s)")
+    text = (f"test L_1 {mean:+.3f} nats per 100 epochs over the last {share:.0%} of training, train L_1 "
+            f"{s[:, 2].mean():+.3f}")
+    return text, [iv], ev.verdict([iv], 1)
+
+
+def train_above_test(df) -> str:
+    """Fig. 2's caption, from the records: which models end with the running train L_1 (training mode)
+    below test L_1 (evaluation mode), and which above it, from which evaluation epoch on for good."""
+    above, below = {}, {}
+    for _, r in df.iterrows():
+        if not isinstance(r.get("path"), str) or int(r["layers"]) != 5:
+            continue
+        e = _curves_of(r["path"])
+        if e is None:
+            continue
+        e = e[e["test_elbo"].notna()]
+        over = (e["train_elbo"] > e["test_elbo"]).to_numpy()
+        key = f"{r['variant']} ({r['budget']} budget"
+        if len(over) and over[-1]:
+            first = 0 if over.all() else len(over) - int(np.argmin(over[::-1]))
+            above.setdefault(key, []).append(int(e["epoch"].iloc[first]))
+        else:
+            below.setdefault(key, []).append(r["seed"])
+    seeds = lambda n: f", {n} seeds)" if n > 1 else ")"  # noqa: E731
+    out = []
+    if below:
+        out.append("Test lies above train at the end for " + ", ".join(k + seeds(len(v)) for k, v in below.items())
+                   + ": train L_1 is the running mean over each epoch in training mode (batch statistics, a fresh "
+                   "binarisation, a model still improving during the epoch), test is measured in evaluation mode at "
+                   "the epoch's end.")
+    if above:
+        out.append("Train ends above test, and stays above, for " + "; ".join(
+            k + seeds(len(v))[:-1] + f", from epoch {min(v)}" + (f" to {max(v)}" if max(v) != min(v) else "") + ")"
+            for k, v in above.items()) + ".")
+    return " ".join(out)
+
+
+def _curves_of(path: str):
+    """A record's per-epoch metrics with train and test L_1, or None where it has no such curves."""
+    from .results import read_metrics
+
+    try:
+        m = read_metrics(path)
+    except (OSError, ValueError):
+        return None
+    return m if {"epoch", "train_elbo", "test_elbo"} <= set(m.columns) else None
+
+
+def stats_linregress(x, y):
+    from scipy import stats
+
+    return stats.linregress(np.asarray(x, np.float64), np.asarray(y, np.float64))
+
+
 def _claim_list(df):
     """(figures, claim, parts) for each claim of the paper; a part is (name, compare(...)) or (name, None)
     where a record is missing."""
     lv = "LVAE+BN+WU"
+    vaes = ("VAE", "VAE+BN", "VAE+BN+WU")
     out = [
+        (("fig2",), "the LVAE's test L_1 ends above every VAE variant's (5 layers)",
+         [(v, _pair(df, lv, v, "test_L1")) for v in vaes]),
+        (("fig2",), "... and its train L_1 too (evaluation mode, 10,000 training images)",
+         [(v, _pair(df, lv, v, "train_L1")) for v in vaes]),
+        (("fig2",), "no over-fitting: the LVAE's test L_1 does not fall late in training (its slope over the last "
+                    "quarter of the epochs)", [("", _late_trend(df, lv))]),
         (("fig3", "fig7"), "LVAE+BN+WU beats the best VAE of the same depth on test L_1 (MNIST, 2-5 layers)",
          _per_depth(df, "test_L1", lv)),
         (("fig3", "fig7"), "... and on test L_K, the estimate of log p(x)", _per_depth(df, "test_LK", lv)),

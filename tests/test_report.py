@@ -393,3 +393,44 @@ def test_untested_apart_from_not_resolved_and_the_papers_effect_against_ours(tmp
     assert evidence.combine([evidence.UNTESTED, evidence.HOLDS]) == evidence.OPEN
     iv = evidence.Interval(0.0, -0.1, 0.7, 3, "seeds")
     assert "inside" in evidence.paper_effect(0.62, [iv]) and "outside" in evidence.paper_effect(0.8, [iv])
+
+
+def _curve_rows(tmp_path, slopes, variant="LVAE+BN+WU", budget="paper"):
+    """One row per seed, each pointing at a folder whose metrics.csv has test L_1 rising by ``slope`` nats
+    per 100 epochs (and train twice as fast), evaluated every 20 of 2000 epochs."""
+    import pandas as pd
+
+    rows = []
+    for seed, slope in enumerate(slopes):
+        folder = tmp_path / f"{variant}-{seed}"
+        folder.mkdir()
+        ep = np.arange(1, 2001)
+        rng = np.random.default_rng(seed)
+        test = np.where(ep % 20 == 0, -85 + slope * ep / 100 + rng.normal(0, 0.002, len(ep)), np.nan)
+        pd.DataFrame({"epoch": ep, "train_elbo": -86 + 2 * slope * ep / 100, "test_elbo": test}).to_csv(
+            folder / "metrics.csv", index=False)
+        rows.append({"dataset": "mnist", "variant": variant, "layers": 5, "finetune": "", "seed": seed,
+                     "budget": budget, "path": str(folder)})
+    return pd.DataFrame(rows)
+
+
+def test_fig2s_over_fitting_claim_reads_the_slope_of_test_l1_late_in_training(tmp_path):
+    """A test curve still rising holds, one falling does not (its slope is recovered), a flat one is not
+    resolved; and the caption says where train ends above test."""
+    from lvae_lib import report
+
+    def trend(name, slopes):
+        (tmp_path / name).mkdir()
+        return report._late_trend(_curve_rows(tmp_path / name, slopes))
+
+    _, (iv,), v = trend("a", [0.05, 0.07])
+    assert v == "holds" and iv.mean == pytest.approx(0.06, abs=2e-3) and "2 seed(s)" in iv.what
+    _, (iv,), v = trend("b", [-0.05])
+    assert v == "does not hold" and iv.mean == pytest.approx(-0.05, abs=2e-3)
+    assert trend("c", [0.0])[2] == "not resolved"
+    (tmp_path / "d").mkdir()
+    words = report.train_above_test(_curve_rows(tmp_path / "d", [0.5, -0.05]))
+    # train starts 1 nat below test and rises twice as fast: at +0.5 per 100 epochs it overtakes test after
+    # epoch 200 (the first evaluation at or past it is 200, where they tie, so 220) and stays above
+    assert "Test lies above train at the end for LVAE+BN+WU (paper budget)" in words
+    assert "Train ends above test, and stays above, for LVAE+BN+WU (paper budget, from epoch 220)" in words
