@@ -175,6 +175,19 @@ def time_concurrent(variant: str, steps: int, processes: int, device="cpu") -> f
     return sum(1 / s for s in per_step)
 
 
+def iw_flops(model: LadderVAE, x: torch.Tensor, **kw) -> tuple[float, float]:
+    """Matmul FLOPs of L_K per (image, sample) (the top-down path and the decoder) and per image (the upward
+    pass, once), counted by PyTorch's FLOP counter on ``x`` at two values of K."""
+    def flops(kk):
+        with FlopCounterMode(display=False) as fc:
+            iw_bound(model, x, k=kk, progress=False, **kw)
+        return fc.get_total_flops()
+
+    f1, f2 = flops(10), flops(110)
+    per_sample = (f2 - f1) / (len(x) * 100)
+    return per_sample, (f1 - len(x) * 10 * per_sample) / len(x)
+
+
 def time_iw_bound(k: int, images: int, device="cpu", seed: int = 0, **kw) -> dict:
     """Images/s of L_K for the 5-layer LVAE, and the matmul FLOPs per (image, sample)."""
     torch.manual_seed(seed)
@@ -183,14 +196,7 @@ def time_iw_bound(k: int, images: int, device="cpu", seed: int = 0, **kw) -> dic
     x = torch.bernoulli(torch.rand(images, cfg.x_dim)).to(device)
     iw_bound(model, x[:2], k=min(k, 200), progress=False, **kw)  # warm-up
 
-    def flops(kk):
-        with FlopCounterMode(display=False) as fc:
-            iw_bound(model, x[:2], k=kk, progress=False, **kw)
-        return fc.get_total_flops()
-
-    f1, f2 = flops(10), flops(110)
-    per_sample = (f2 - f1) / (2 * 100)
-    per_image_up = (f1 - 2 * 10 * per_sample) / 2
+    per_sample, per_image_up = iw_flops(model, x[:2], **kw)
     secs = _timed(lambda: iw_bound(model, x, k=k, progress=False, **kw), device)
     return {"images_per_s": images / secs, "flops": images * (k * per_sample + per_image_up), "seconds": secs}
 

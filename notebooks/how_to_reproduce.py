@@ -122,8 +122,8 @@ report.run_times(df)
 # ## Several runs at once, and clusters
 #
 # `run` trains the missing records of a target; `--jobs N` runs N of them at a time on one machine,
-# each in its own process (on the 2-core CPU machine, two one-thread processes give about 1.4 times
-# the throughput of one two-thread run; on a GPU, several small models share the card). For the
+# each in its own process (on a CPU, one-thread processes side by side use its cores better than one
+# run with several threads; on a GPU, several small models share the card). For the
 # `paper` budget on many GPUs, Ray spreads the runs over a cluster:
 #
 # ```bash
