@@ -335,11 +335,8 @@ def ensure(target: str, budget: str = "default", device: str = "cpu", results_di
                 f"{target} would train {len(missing)} run(s) for about {hours:.0f} h on this CPU before it can draw: "
                 f"train them first with `python -m lvae_lib run {target} --budget {b.name}` (resumable, in the "
                 f"background), or run the notebook with -p device cuda")
-        if str(device).startswith("cuda"):  # on a GPU, the runs that share a shape train as one stack
-            from .sweep import stack_groups, train_stack
-
-            for group in [g for g in stack_groups(missing, b) if len(g) > 1]:
-                train_stack(group, b, device, 1, work_dir, data_root, progress, compile=None)
+        # on a GPU each run replays its step as a CUDA graph, one after another: on an H200 that beat every
+        # stack per model (results/bench/gpu.csv), so a notebook does not stack (`run --stack` still can)
     for r in tqdm(missing, desc=f"{target}: training {len(missing)} missing run(s) [{budget}]", disable=not progress or not missing):
         if r.dataset in unavailable:
             continue
