@@ -34,7 +34,12 @@ class ModelConfig:
     # authors' released code ran with ``ladder_share_params False``, which gives
     # the inference path its own top-down MLPs of the same shape.
     share_top_down: bool = True
-    min_var: float = 1e-6  # floor added to every Softplus variance, for numerical safety
+    min_var: float = 1e-6  # floor added to every Softplus variance, for numerical safety (the authors': 1e-5)
+    # the authors' released code (casperkaae/LVAE) where it differs from the paper; off by default
+    head_batch_norm: bool = False  # batch norm on the Linear of every latent mu and var head too
+    only_mu_up: bool = False  # LVAE: each upward MLP reads the mu_hat below it instead of d_{i-1} (eq. 13)
+    leaky_slope: float = 0.1  # the paper's; Lasagne's leaky_rectify, which their code uses: 0.01
+    init: str = "torch"  # "torch" (PyTorch's defaults) or "glorot" (Glorot-normal weights, variance-head bias 1)
 
     def __post_init__(self):
         if self.inference not in ("ladder", "bottom_up"):
@@ -43,6 +48,10 @@ class ModelConfig:
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
         if self.activation not in ("leaky_relu", "tanh"):
             raise ValueError(f"activation must be 'leaky_relu' or 'tanh', got {self.activation!r}")
+        if self.init not in ("torch", "glorot"):
+            raise ValueError(f"init must be 'torch' or 'glorot', got {self.init!r}")
+        if not 0 <= self.leaky_slope < 1:
+            raise ValueError(f"leaky_slope must lie in [0, 1), got {self.leaky_slope}")
         if not 1 <= self.n_layers <= min(len(self.latent_sizes), len(self.hidden_sizes)):
             raise ValueError(
                 f"n_layers={self.n_layers} needs 1 <= n_layers <= {min(len(self.latent_sizes), len(self.hidden_sizes))}"
@@ -70,7 +79,8 @@ PRECISIONS = {
 
 # fields added to a config after records were made with it: left out of its dict (its key, its checkpoints)
 # while at these defaults, so that every earlier record and checkpoint keeps its key
-ADDED_LATER = {"precision": "fp32"}
+ADDED_LATER = {"precision": "fp32", "head_batch_norm": False, "only_mu_up": False, "leaky_slope": 0.1, "init": "torch",
+               "adam_eps": 1e-8, "clip_norm": 0.0, "clip_value": 0.0}
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,10 @@ class TrainConfig:
     checkpoint_every: int = 10  # epochs between checkpoints
     # how the training step computes (:data:`PRECISIONS`); evaluation is always fp32
     precision: str = "fp32"
+    # the authors' optimiser settings where they differ from PyTorch's; off by default
+    adam_eps: float = 1e-8  # Adam's epsilon (the authors': 1e-4)
+    clip_norm: float = 0.0  # scale each model's gradient to at most this total norm (0: off; the authors': 4)
+    clip_value: float = 0.0  # then clip each element to +- this (0: off; the authors': 0.9)
 
     def __post_init__(self):
         object.__setattr__(self, "kl_snapshot_epochs", tuple(self.kl_snapshot_epochs))
@@ -107,6 +121,9 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr < float("inf"):
             raise ValueError(f"TrainConfig.lr must be a finite number > 0, got {self.lr}")
+        for name in ("adam_eps", "clip_norm", "clip_value"):
+            if not 0 <= getattr(self, name) < float("inf"):
+                raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {getattr(self, name)}")
 
     def beta(self, epoch: int) -> float:
         """Warm-up weight of eq. (20) during (0-based) ``epoch``: linear 0 -> 1 over N_t epochs."""
@@ -131,11 +148,35 @@ class Variant:
     warmup: bool
     color: str
     marker: str
+    # any other ModelConfig / TrainConfig field this variant sets, as (name, value) pairs: a row can change
+    # anything a config holds (the budget still fixes epochs, warm-up length, evaluation and the seed)
+    model: tuple = ()
+    train: tuple = ()
+    paper: bool = True  # one of the paper's variants (its "best VAE" is chosen among these), not a study's
+
+    def __post_init__(self):
+        for field, cls in (("model", ModelConfig), ("train", TrainConfig)):
+            names = {f.name for f in dataclasses.fields(cls)}
+            bad = [k for k, _ in getattr(self, field) if k not in names]
+            if bad:
+                raise ValueError(f"variant {self.name!r}: {', '.join(bad)} is not a {cls.__name__} field")
 
     @property
     def ladder(self) -> bool:
         return self.inference == "ladder"
 
+
+# the settings of the authors' released code (casperkaae/LVAE: run_models.py and its README's command)
+# where they differ from the paper's text, which this package follows by default
+AUTHORS_MODEL = (("head_batch_norm", True), ("leaky_slope", 0.01), ("init", "glorot"), ("min_var", 1e-5))
+AUTHORS_LADDER = (("share_top_down", False), ("only_mu_up", True))
+AUTHORS_TRAIN = (("lr", 2e-4), ("adam_eps", 1e-4), ("clip_norm", 4.0), ("clip_value", 0.9))
+# one setting at a time, on VAE+BN+WU: name suffix -> (model overrides, train overrides)
+AUTHORS_ABLATIONS = {
+    "headBN": ((AUTHORS_MODEL[0],), ()), "slope0.01": ((AUTHORS_MODEL[1],), ()), "glorot": ((AUTHORS_MODEL[2],), ()),
+    "var1e-5": ((AUTHORS_MODEL[3],), ()), "lr2e-4": ((), (AUTHORS_TRAIN[0],)), "eps1e-4": ((), (AUTHORS_TRAIN[1],)),
+    "clip": ((), AUTHORS_TRAIN[2:]),
+}
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("VAE", "bottom_up", batch_norm=False, warmup=False, color="#7f7f7f", marker="o"),
@@ -143,17 +184,25 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("VAE+BN+WU", "bottom_up", batch_norm=True, warmup=True, color="#2ca02c", marker="^"),
     Variant("LVAE+BN+WU", "ladder", batch_norm=True, warmup=True, color="#d62728", marker="D"),
     Variant("LVAE+WU", "ladder", batch_norm=False, warmup=True, color="#ff7f0e", marker="v"),  # appendix, Fig. 7
+    # the authors'-settings study (not the paper's figures)
+    Variant("VAE+BN+WU+authors", "bottom_up", batch_norm=True, warmup=True, color="#98df8a", marker="^",
+            model=AUTHORS_MODEL, train=AUTHORS_TRAIN, paper=False),
+    Variant("LVAE+BN+WU+authors", "ladder", batch_norm=True, warmup=True, color="#ff9896", marker="D",
+            model=AUTHORS_MODEL + AUTHORS_LADDER, train=AUTHORS_TRAIN, paper=False),
+    *(Variant(f"VAE+BN+WU+{k}", "bottom_up", batch_norm=True, warmup=True, color="#bcbd22", marker="^",
+              model=m, train=t, paper=False) for k, (m, t) in AUTHORS_ABLATIONS.items()),
 )}
 
 # name -> (ModelConfig overrides, uses warm-up), read from VARIANTS
 PRESETS: dict[str, tuple[dict, bool]] = {
-    v.name: (dict(inference=v.inference, batch_norm=v.batch_norm), v.warmup) for v in VARIANTS.values()
+    v.name: (dict(inference=v.inference, batch_norm=v.batch_norm, **dict(v.model)), v.warmup) for v in VARIANTS.values()
 }
 
 
 def bottom_up(name: str) -> bool:
-    """Whether the variant ``name`` is a VAE (bottom-up inference): the paper's "best VAE" is chosen among these."""
-    return not VARIANTS[name].ladder
+    """Whether the variant ``name`` is one of the paper's VAEs (bottom-up inference): its "best VAE" is chosen
+    among these (a study's variants, such as the authors' settings, are not candidates)."""
+    return not VARIANTS[name].ladder and VARIANTS[name].paper
 
 
 @dataclass(frozen=True)

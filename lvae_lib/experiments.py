@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .config import DATASETS, VARIANTS, TrainConfig, config_hash, preset
+from .config import AUTHORS_ABLATIONS, DATASETS, VARIANTS, TrainConfig, config_hash, preset
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = ROOT / "results"
@@ -108,7 +108,8 @@ class Run:
                          eval_every=budget.eval_every, eval_k=budget.eval_k, seed=self.seed, precision=self.precision,
                          train_subset=budget.train_subset, test_subset=budget.test_subset,
                          checkpoint_every=max(1, budget.eval_every),
-                         kl_snapshot_epochs=tuple(sorted({max(1, round(f * e)) for f in budget.kl_snapshots})))
+                         kl_snapshot_epochs=tuple(sorted({max(1, round(f * e)) for f in budget.kl_snapshots})),
+                         **dict(VARIANTS[self.variant].train))
         return mcfg, tc
 
     def finetune_config(self, budget: Budget) -> TrainConfig:
@@ -152,8 +153,13 @@ FIGURES: dict[str, list[Run]] = {
     "table1": [Run("mnist", "LVAE+BN+WU", 5), Run("mnist", "LVAE+BN+WU", 5, "ft"), Run("mnist", "LVAE+BN+WU", 5, "ft-iw10"),
                Run("mnist", "LVAE+BN+WU", 5, "ft-control")],
     "table2": grid("omniglot28") + grid("norb"),
+    # not the paper's: its models with the authors' released settings (config.AUTHORS_*), and one at a time
+    "authors": [Run("mnist", v, 5) for v in ("VAE+BN+WU+authors", "LVAE+BN+WU+authors", "VAE+BN+WU", "LVAE+BN+WU")],
+    "authors-ablations": [Run("mnist", f"VAE+BN+WU+{k}", 5) for k in AUTHORS_ABLATIONS] + [Run("mnist", "VAE+BN+WU", 5)],
 }
 
+
+STUDIES = ("authors", "authors-ablations")  # targets of FIGURES that are not the paper's; "all" leaves them out
 
 # the training seeds the store is searched for: seed 0 is every figure's, seeds 1-2 repeat the models
 # whose comparisons need the seed-to-seed spread (``run fig2 --seed 1 2``)
@@ -164,8 +170,8 @@ def runs_for(target) -> list[Run]:
     """The runs of a figure/table name, of ``all``, or of several names in that order (each run once)."""
     if not isinstance(target, str):
         return list(dict.fromkeys(r for t in target for r in runs_for(t)))
-    if target == "all":
-        return list(dict.fromkeys(r for rs in FIGURES.values() for r in rs))
+    if target == "all":  # the paper's figures and tables (not the studies of this reproduction)
+        return list(dict.fromkeys(r for t, rs in FIGURES.items() if t not in STUDIES for r in rs))
     if target not in FIGURES:
         raise KeyError(f"unknown figure {target!r}; choose one of {', '.join(FIGURES)} or 'all'")
     return FIGURES[target]

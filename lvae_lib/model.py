@@ -45,17 +45,22 @@ def mlp(in_dim: int, width: int, cfg: ModelConfig) -> nn.Sequential:
         layers.append(Linear(d, width))
         if cfg.batch_norm:
             layers.append(nn.BatchNorm1d(width))
-        layers.append(nn.LeakyReLU(0.1) if cfg.activation == "leaky_relu" else nn.Tanh())
+        layers.append(nn.LeakyReLU(cfg.leaky_slope) if cfg.activation == "leaky_relu" else nn.Tanh())
     return nn.Sequential(*layers)
 
 
 class GaussianHead(nn.Module):
-    """mu = Linear(d), var = Softplus(Linear(d)) (eqs. 11-12 and 14-15)."""
+    """mu = Linear(d), var = Softplus(Linear(d)) (eqs. 11-12 and 14-15); with ``batch_norm`` (the authors'
+    code, ``ModelConfig.head_batch_norm``) each Linear is followed by batch norm."""
 
-    def __init__(self, in_dim: int, out_dim: int, min_var: float):
+    def __init__(self, in_dim: int, out_dim: int, min_var: float, batch_norm: bool = False):
         super().__init__()
-        self.mu = nn.Linear(in_dim, out_dim)
-        self.var = nn.Sequential(nn.Linear(in_dim, out_dim), nn.Softplus())
+        if batch_norm:
+            self.mu = nn.Sequential(nn.Linear(in_dim, out_dim), nn.BatchNorm1d(out_dim))
+            self.var = nn.Sequential(nn.Linear(in_dim, out_dim), nn.BatchNorm1d(out_dim), nn.Softplus())
+        else:
+            self.mu = nn.Linear(in_dim, out_dim)
+            self.var = nn.Sequential(nn.Linear(in_dim, out_dim), nn.Softplus())
         self.min_var = min_var
 
     def forward(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +73,7 @@ class GaussianMap(nn.Module):
     def __init__(self, in_dim: int, width: int, out_dim: int, cfg: ModelConfig):
         super().__init__()
         self.mlp = mlp(in_dim, width, cfg)
-        self.head = GaussianHead(width, out_dim, cfg.min_var)
+        self.head = GaussianHead(width, out_dim, cfg.min_var, cfg.head_batch_norm)
 
     def forward(self, y):
         return self.head(self.mlp(y))
@@ -97,11 +102,25 @@ class LadderVAE(nn.Module):
             self.encoder = nn.ModuleList(GaussianMap(ins[i], hid[i], lat[i], cfg) for i in range(L))
         else:
             # upward pass d_{i+1} = MLP(d_i), d_0 = x, and heads (mu_hat, var_hat)  (eqs. 13-15)
-            ins = (cfg.x_dim,) + hid[:-1]
+            # (the authors' only_mu_up: each MLP above the first reads mu_hat of the layer below instead)
+            ins = (cfg.x_dim,) + (lat[:-1] if cfg.only_mu_up else hid[:-1])
             self.up_mlp = nn.ModuleList(mlp(ins[i], hid[i], cfg) for i in range(L))
-            self.up_head = nn.ModuleList(GaussianHead(hid[i], lat[i], cfg.min_var) for i in range(L))
+            self.up_head = nn.ModuleList(GaussianHead(hid[i], lat[i], cfg.min_var, cfg.head_batch_norm) for i in range(L))
             if not cfg.share_top_down:
                 self.td = nn.ModuleList(GaussianMap(lat[i + 1], hid[i + 1], lat[i], cfg) for i in range(L - 1))
+        if cfg.init == "glorot":
+            self._glorot()
+
+    @torch.no_grad()
+    def _glorot(self) -> None:
+        """The authors' initialisation: Glorot-normal weights and zero biases for every Linear, and a bias
+        of 1 before each variance Softplus."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_normal_(m.weight)
+                nn.init.zeros_(m.bias)
+        for head in (m for m in self.modules() if isinstance(m, GaussianHead)):
+            head.var[0].bias.fill_(1.0)
 
     # ------------------------------------------------------------------ inference
     def upward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]] | torch.Tensor:
@@ -115,6 +134,8 @@ class LadderVAE(nn.Module):
         for f, head in zip(self.up_mlp, self.up_head):
             d = f(d)
             out.append(head(d))
+            if self.cfg.only_mu_up:
+                d = out[-1][0]  # the next MLP reads mu_hat
         return out
 
     @staticmethod

@@ -32,7 +32,7 @@ from .data import TrainData
 from .model import LadderVAE
 from .objectives import loss_of
 from .step import Compiled, precision
-from .train import checkpoint_path, fit, make_optimizer, run_dir_lock
+from .train import checkpoint_path, clip_, fit, make_optimizer, run_dir_lock
 
 
 def stack_key(model_cfg: ModelConfig, train_cfg: TrainConfig) -> str:
@@ -70,7 +70,7 @@ class StackedStep:
                  log=print):
         self.M, self.tc, self.device, self.cfg = len(models), tc, device, models[0].cfg
         self.params, self.buffers = stack_module_state(models)
-        self.opt = make_optimizer(list(self.params.values()), tc.lr)
+        self.opt = make_optimizer(list(self.params.values()), tc.lr, tc.adam_eps)
         if opts is not None:
             _load_stacked_optimizer(self.opt, opts, self.params)
         self.samples = tc.mc_samples * tc.iw_samples
@@ -94,6 +94,7 @@ class StackedStep:
             grads, (loss, (elbo, log_px, kl)) = self._grads(self.params, self.buffers, x, eps, betas)
         for k, p in self.params.items():
             p.grad = grads[k]
+        clip_([p.grad for p in self.params.values()], self.tc.clip_norm, self.tc.clip_value, stacked=True)
         self.opt.step()
         return loss.detach(), elbo.detach(), {"log_px": log_px.detach(), "kl": kl.detach()}
 

@@ -129,7 +129,8 @@ class SingleStep:
         self.mode = "compiled" if compiled else "eager"
         self.graphed = None
         if not compiled and use_cuda_graphs(device):
-            self.graphed, self.mode = GraphedStep(model, opt, tc.batch_size, tc.mc_samples, tc.iw_samples), "graphed"
+            self.graphed, self.mode = GraphedStep(model, opt, tc.batch_size, tc.mc_samples, tc.iw_samples,
+                                                  (tc.clip_norm, tc.clip_value)), "graphed"
         self.loss = (Compiled(self._loss, device, lambda: dict(self.model.named_buffers()), log) if compiled
                      else self._loss)
 
@@ -139,6 +140,8 @@ class SingleStep:
         return loss, out["elbo"].sum() / out["elbo"].shape[0], out["log_px"], out["kl"]
 
     def __call__(self, x, eps, betas):
+        from .train import clip_
+
         xb, eps = x[0], [e[0] for e in eps]
         self.model.train()
         with precision([self.model], self.tc.precision):
@@ -152,6 +155,7 @@ class SingleStep:
                 out = {"log_px": log_px, "kl": kl}
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
+                clip_([p.grad for p in self.model.parameters()], self.tc.clip_norm, self.tc.clip_value)
                 self.opt.step()
         return loss.detach().reshape(1), elbo.detach().reshape(1), {k: v.detach() for k, v in out.items()}
 

@@ -41,7 +41,7 @@ class DivergenceError(RuntimeError):
 EXPLODED = 1e8
 
 
-def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(params, lr: float, eps: float = 1e-8) -> torch.optim.Optimizer:
     """Adam (lr 1e-3 in the paper) over a model's parameters, or over a list of tensors (the stacked
     models' of :mod:`lvae_lib.stacked`); the fused kernel where this torch build has it.
 
@@ -51,13 +51,30 @@ def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
     params = list(params.parameters() if isinstance(params, torch.nn.Module) else params)
     cuda = params[0].device.type == "cuda"
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True, capturable=cuda)
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True, capturable=cuda)
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, capturable=cuda)
+        return torch.optim.Adam(params, lr=lr, eps=eps, capturable=cuda)
+
+
+def clip_(grads: list, clip_norm: float = 0.0, clip_value: float = 0.0, stacked: bool = False) -> None:
+    """The authors' gradient clipping, in place: scale the gradient to a total norm of at most ``clip_norm``
+    (as ``torch.nn.utils.clip_grad_norm_``: by ``clip_norm / (norm + 1e-6)`` where that is below 1), then
+    clip each element to ``+- clip_value``; 0 turns either off. ``stacked``: the tensors hold M models along
+    their first axis, and each model's norm is its own. No host sync (it runs inside CUDA graphs)."""
+    grads = [g for g in grads if g is not None]
+    if clip_norm > 0 and grads:
+        sq = torch.stack([g.detach().pow(2).flatten(1).sum(1) if stacked else g.detach().pow(2).sum() for g in grads])
+        scale = (clip_norm / (sq.sum(0).sqrt() + 1e-6)).clamp(max=1.0)  # [M], or a scalar
+        for g in grads:
+            g.mul_(scale.view(-1, *[1] * (g.dim() - 1)) if stacked else scale)
+    if clip_value > 0:
+        for g in grads:
+            g.clamp_(-clip_value, clip_value)
 
 
 def train_step(model: LadderVAE, opt: torch.optim.Optimizer, xb: torch.Tensor, beta: float = 1.0,
-               mc_samples: int = 1, iw_samples: int = 1) -> tuple[torch.Tensor, dict]:
+               mc_samples: int = 1, iw_samples: int = 1, clip_norm: float = 0.0,
+               clip_value: float = 0.0) -> tuple[torch.Tensor, dict]:
     """One optimisation step on the batch ``xb``; returns the (detached) loss and the model's dict.
 
     This is the step :func:`train` runs and ``python -m lvae_lib bench`` times against
@@ -66,6 +83,7 @@ def train_step(model: LadderVAE, opt: torch.optim.Optimizer, xb: torch.Tensor, b
     loss, out = training_loss(model, xb, beta, mc_samples, iw_samples)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    clip_([p.grad for p in model.parameters()], clip_norm, clip_value)
     opt.step()
     return loss.detach(), out
 
@@ -114,11 +132,11 @@ class GraphedStep:
     """
 
     def __init__(self, model: LadderVAE, opt: torch.optim.Optimizer, batch_size: int,
-                 mc_samples: int = 1, iw_samples: int = 1):
+                 mc_samples: int = 1, iw_samples: int = 1, clip: tuple[float, float] = (0.0, 0.0)):
         p0 = next(model.parameters())
         if p0.device.type != "cuda":
             raise ValueError(f"GraphedStep needs a model on a CUDA device, not {p0.device}")
-        self.model, self.opt, self.mc, self.iw = model, opt, mc_samples, iw_samples
+        self.model, self.opt, self.mc, self.iw, self.clip = model, opt, mc_samples, iw_samples, clip
         from .step import noise_shapes
 
         self.x = torch.zeros(batch_size, model.cfg.x_dim, device=p0.device)
@@ -143,13 +161,14 @@ class GraphedStep:
         with torch.cuda.stream(side):  # warm-up, as torch.cuda.graph asks (this also creates Adam's state)
             for _ in range(3):
                 with D.given_noise(self.eps):
-                    train_step(model, opt, self.x, self.beta, self.mc, self.iw)
+                    train_step(model, opt, self.x, self.beta, self.mc, self.iw, *self.clip)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         opt.zero_grad(set_to_none=True)  # the graph writes the gradients afresh on every replay
         with torch.cuda.graph(graph), D.given_noise(self.eps):
             self.loss, self.out = training_loss(model, self.x, self.beta, self.mc, self.iw)
             self.loss.backward()
+            clip_([p.grad for p in model.parameters()], *self.clip)
             opt.step()
         with torch.no_grad():  # undo the warm-up and capture steps, in place: the graph keeps these tensors
             for k, v in model.state_dict().items():
@@ -326,7 +345,7 @@ def start(model_cfg: ModelConfig, tc: TrainConfig, ckpt_path: Path | None, devic
     checkpoint ``init_from``. Returns ``(model, opt, state, resumed)``."""
     torch.manual_seed(tc.seed)
     model = LadderVAE(model_cfg).to(device)
-    opt = make_optimizer(model, tc.lr)
+    opt = make_optimizer(model, tc.lr, tc.adam_eps)
     state = {"epoch": 0, "history": [], "kl_snapshots": {}, "model_cfg": to_dict(model_cfg),
              "train_cfg": to_dict(tc)}
     if ckpt_path is not None and Path(ckpt_path).exists():

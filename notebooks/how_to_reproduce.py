@@ -148,7 +148,12 @@ report.run_times(df)
 #
 # 1. If it needs a new model variant, add a row to `VARIANTS` in `lvae_lib/config.py` (inference,
 #    batch norm, warm-up, and the colour and marker every figure gives it); `preset(name, layers,
-#    dataset)` builds it, and the plots and the report know it from there. A new dataset is a row of
+#    dataset)` builds it, and the plots and the report know it from there. A row can also set any other
+#    field of `ModelConfig` or `TrainConfig` (its `model=` and `train=` pairs: `share_top_down=False`,
+#    the authors' head batch norm, their optimiser; a misspelt field is refused by name); what it cannot
+#    change is what the budget fixes (epochs, warm-up length, evaluation, subsets) and the seed. A study
+#    that is not one of the paper's figures marks its rows `paper=False`, so that the paper's "best VAE"
+#    is never chosen among them, and its target in `experiments.STUDIES`. A new dataset is a row of
 #    `DATASETS` there (name, image shape, likelihood, activation, binarisation, the paper's epochs)
 #    and its loader in `lvae_lib/data.py`.
 # 2. Register the runs it needs in `lvae_lib/experiments.py`, e.g.
