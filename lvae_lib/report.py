@@ -128,6 +128,8 @@ def _with_sd(rows) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     out["ours: sd"] = out["ours: sd"].astype(float).round(2)
     out["seeds"] = out["seeds"].astype("Int64")
+    if "ours: K" in out:
+        out["ours: K"] = out["ours: K"].astype("Int64")
     return out
 
 
@@ -207,9 +209,42 @@ def table2_compare(df) -> pd.DataFrame:
                              "ours": round(float(o["test_LK"].iloc[0]), 2) if len(o) else None,
                              "ours: sd": o["test_LK_sd"].iloc[0] if len(o) else None,
                              "seeds": o["n_seeds"].iloc[0] if len(o) else None,
-                             "ours: K": int(o["K"].iloc[0]) if len(o) else None,
+                             "ours: K": int(o["K"].iloc[0]) if len(o) else pd.NA,
                              "budget": o["budget"].iloc[0] if len(o) else ""})
     return _with_sd(rows)
+
+
+def table2_grid(df, dataset: str = "OMNIGLOT") -> pd.DataFrame:
+    """Table 2 as the paper prints it, for one of its datasets: a row per variant and source (the paper's
+    value, then ours: the seed mean of our L_K), a column per depth (the latent sizes)."""
+    t = table2_compare(df)
+    t = t[t["dataset (paper)"] == dataset]
+    rows = []
+    for v, g in t.groupby("variant", sort=False):
+        for src, col in (("paper", "paper"), ("ours", "ours")):
+            rows.append({"variant": v, "": src, **{lay: (f"{x:.2f}" if pd.notna(x) else "") for lay, x in zip(g["layers"], g[col])}})
+    return pd.DataFrame(rows)
+
+
+def table2_note(df) -> str:
+    """The line above Table 2: what our numbers are (budget, K, seeds, data), and why a dataset has none."""
+    t = table2_compare(df)
+    ours = t[t["ours"].notna()]
+    out = [plots_caption(df)]
+    if len(ours):
+        ks = sorted({int(k) for k in ours["ours: K"].dropna()})
+        seeds = sorted({int(n) for n in ours["seeds"].dropna()})
+        n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]} to {seeds[-1]}"
+        out.append(f"Our values are test L_{'/'.join(map(str, ks))}, each the mean over {n} seed(s).")
+    for ds, why in (getattr(df, "attrs", {}).get("unavailable") or {}).items():
+        out.append(f"No {ds.upper()} run here: {why.rstrip('.')}; its rows are the paper's alone.")
+    return " ".join(out)
+
+
+def plots_caption(df) -> str:
+    from .plots import caption
+
+    return caption(df)
 
 
 # ----------------------------------------------------------------------------- the reproduction report

@@ -434,3 +434,27 @@ def test_fig2s_over_fitting_claim_reads_the_slope_of_test_l1_late_in_training(tm
     # epoch 200 (the first evaluation at or past it is 200, where they tie, so 220) and stays above
     assert "Test lies above train at the end for LVAE+BN+WU (paper budget)" in words
     assert "Train ends above test, and stays above, for LVAE+BN+WU (paper budget, from epoch 220)" in words
+
+
+def test_table2_is_the_papers_grid_with_ours_under_each_printed_value(tmp_path):
+    """One row per variant and source, one column per depth; every printed paper value in its cell, ours
+    (a seed mean, two decimals) under it; K as an integer; a dataset with no data named once, with why."""
+    from lvae_lib import report
+
+    rows = []
+    for v in ("VAE", "VAE+BN", "VAE+BN+WU", "LVAE+BN+WU"):
+        for L in range(1 if v != "LVAE+BN+WU" else 2, 6):
+            for s in (0, 1):
+                rows.append({"dataset": "omniglot28", "dataset_name": "OMNIGLOT-28 stand-in", "variant": v,
+                             "layers": L, "finetune": "", "seed": s, "budget": "cpu", "K": 1000,
+                             "test_LK": -100.0 - L - s, "test_L1": -105.0, "train_L1": -104.0})
+    df = pd.DataFrame(rows)
+    df.attrs["unavailable"] = {"norb": "data file norb/x.mat.gz was not found."}
+    grid = report.table2_grid(df)
+    assert list(grid.columns) == ["variant", "", "64", "64-32", "64-32-16", "64-32-16-8", "64-32-16-8-4"]
+    assert len(grid) == 8 and list(grid[""]) == ["paper", "ours"] * 4
+    assert grid.iloc[0]["64"] == f"{paper.TABLE2['OMNIGLOT']['VAE'][0]:.2f}" and grid.iloc[1]["64"] == "-101.50"
+    assert grid.iloc[6]["64"] == "" and grid.iloc[7]["64"] == ""  # no 1-layer LVAE, in the paper or here
+    assert str(report.table2_compare(df)["ours: K"].dtype) == "Int64"
+    note = report.table2_note(df)
+    assert "test L_1000, each the mean over 2 seed(s)" in note and note.count("No NORB run here") == 1
