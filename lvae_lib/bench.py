@@ -321,6 +321,7 @@ def modes_table(results_dir=None, device: str = "cpu") -> pd.DataFrame:
     df = df[df["precision"].notna()]
     out = pd.DataFrame({"model": df["model"], "step": df["impl"], "ms a step (per model)": df["ms_per_step"].round(1),
                         "× eager fp32": df["speedup_vs_fp32_step"].round(2), "GFLOP/s": df["gflops"].round(0).astype(int),
+                        "% of peak": df["pct_peak"].round(1),
                         "h a paper model": df["paper_model_hours"].round(1),
                         "compile s": df["compile_s"].round(0).astype(int)})
     return out.reset_index(drop=True)

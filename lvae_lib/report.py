@@ -803,12 +803,15 @@ def bench_table(results_dir=None) -> pd.DataFrame:
              if not f.stem.endswith("-profile")]
     if not files:
         return pd.DataFrame()
-    cols = ["device", "threads", "what", "model", "impl", "ms_per_step", "epoch_s_60k", "images_per_s",
-            "mnist_test_minutes", "gflops", "pct_peak", "speedup_vs_reference", "date"]
+    cols = {"device": "device", "what": "what", "model": "model", "impl": "how", "ms_per_step": "ms a step",
+            "images_per_s": "images/s", "gflops": "GFLOP/s", "pct_peak": "% of peak",
+            "speedup_vs_reference": "× reference"}
     df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     if "precision" in df.columns:  # the step modes have a table of their own (bench.modes_table)
         df = df[df["precision"].isna()]
-    return df[[c for c in cols if c in df.columns]].round(2)
+    df = df[[c for c in cols if c in df.columns]].rename(columns=cols)
+    df["device"] = df["device"].str.replace(" 80GB HBM3", "", regex=False)  # the column stays narrow
+    return df.round(1).reset_index(drop=True)
 
 
 def bench_profile(results_dir=None, device: str = "cpu") -> pd.DataFrame:

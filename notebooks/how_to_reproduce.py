@@ -36,7 +36,7 @@ results_dir = ""  # empty: the results folder of the repository
 
 # %% tags=["hide-input"]
 from lvae_lib import report
-from lvae_lib.notebooks import collect
+from lvae_lib.notebooks import collect, table
 
 df = collect("all", ("paper", "cpu", "smoke"), results_dir or None)
 
@@ -61,7 +61,7 @@ df = collect("all", ("paper", "cpu", "smoke"), results_dir or None)
 # did not finish any.
 
 # %%
-report.bench_table(results_dir or None)
+table(report.bench_table(results_dir or None))
 
 # %% [markdown]
 # `pct_peak` is the achieved matmul rate (FLOPs counted by PyTorch's FLOP counter, divided by the
@@ -69,7 +69,7 @@ report.bench_table(results_dir or None)
 # (`bench --profile`, torch.profiler's self time per operator, top 15):
 
 # %%
-report.bench_profile(results_dir or None)
+table(report.bench_profile(results_dir or None))
 
 # %% [markdown]
 # ## A faster step, and whether it changes the results
@@ -86,6 +86,15 @@ from lvae_lib import bench, fidelity
 from lvae_lib.notebooks import table
 
 table(bench.modes_table(results_dir or None))
+
+# %% [markdown]
+# The same modes on the H200 that one GPU slot was lent (`gpu-slot`, its log in
+# `results/bench/gpu-slot.log`): one model's step replayed as a CUDA graph, against stacks of models
+# (eager, and compiled at two), each at its measured time. "GFLOP/s" against the H200's datasheet
+# rates (its fp32, TF32 and bf16 peaks) shows how far the small model is from keeping the card busy.
+
+# %%
+table(bench.modes_table(results_dir or None, device="gpu"))
 
 # %% [markdown]
 # A paper-budget model is 470,000 steps (`h a paper model`). This machine's CPU has AVX-512 with bf16
