@@ -19,13 +19,14 @@ from lvae_lib.notebooks import execution_table, table
 plots.style()
 runs = execution_table(notebooks_dir or None)
 runs = runs[runs["notebook"] != "execution"]  # this page itself: it runs last, after reading the others
-table(runs, drop=["models shown", "machine", "versions"])
+table(runs, drop=["models shown", "claims read", "machine", "versions"])
 
 # %% [markdown]
-# The models behind each page's figures and tables, per budget, with the seeds of each:
+# The models behind each page's figures and tables, per budget, with the seeds of each, and the records
+# its claims weigh:
 
 # %% tags=["hide-input"]
-table(runs[["notebook", "models shown"]])
+table(runs[["notebook", "models shown", "claims read"]])
 
 # %% [markdown]
 # The machines and library versions that executed them:
