@@ -249,25 +249,25 @@ def plots_caption(df) -> str:
 
 # ----------------------------------------------------------------------------- the reproduction report
 def reproduction_table(df) -> pd.DataFrame:
-    """pythae-style: figure/table | dataset | metric | model | paper | ours | our model | our K | budget |
+    """pythae-style: from (the paper's figure or table) | dataset | metric | model | paper | ours | our model | our K | budget |
     ours - paper, for every number the paper prints (its text on Fig. 3, Table 1, Table 2), from the
     records in ``df``. ``ours - paper`` is given only where our bound is the paper's (same K): L_K
     rises with K, so a difference across Ks would mix the K gap into the comparison."""
     rows = []
     for _, r in mnist_text_compare(df).iterrows():
-        rows.append({"figure/table": "Fig. 3 (text)", "dataset": "MNIST", "metric": r["metric"], "model": r["model"],
+        rows.append({"from": "Fig. 3 (text)", "dataset": "MNIST", "metric": r["metric"], "model": r["model"],
                      "paper": r["paper"], "ours": r["ours"], "our sd": r["ours: sd"], "our seeds": r["seeds"],
                      "our model": r["ours: model"], "our metric": r["ours: metric"], "budget": r["budget"]})
     t1 = table1_compare(df)
     for _, r in t1[t1["model"].str.startswith("LVAE, 5-layer") & t1["paper"].notna()].iterrows():
-        rows.append({"figure/table": "Table 1", "dataset": "MNIST", "metric": "test L_5000", "model": r["model"],
+        rows.append({"from": "Table 1", "dataset": "MNIST", "metric": "test L_5000", "model": r["model"],
                      "paper": r["paper"], "ours": r["ours"], "our sd": r["ours: sd"], "our seeds": r["seeds"],
                      "our model": r["model"] if pd.notna(r["ours"]) else "",
                      "our metric": f"test {r['ours: metric']}" if r["ours: metric"] else "", "budget": r["budget"]})
     for _, r in table2_compare(df).iterrows():
         if pd.isna(r["paper"]):
             continue
-        rows.append({"figure/table": "Table 2", "dataset": f"{r['dataset (paper)']} (ours: {r['dataset (ours)']})",
+        rows.append({"from": "Table 2", "dataset": f"{r['dataset (paper)']} (ours: {r['dataset (ours)']})",
                      "metric": "test L_5000", "model": f"{r['variant']}, {r['layers']}", "paper": r["paper"],
                      "ours": r["ours"], "our sd": r["ours: sd"], "our seeds": r["seeds"],
                      "our model": f"{r['variant']}, {r['layers']}" if pd.notna(r["ours"]) else "",

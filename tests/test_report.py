@@ -196,7 +196,7 @@ def test_reproduction_table_puts_ours_beside_every_printed_number():
     t = report.reproduction_table(table(PAPERLIKE))
     n_table2 = sum(v is not None for d in paper.TABLE2.values() for per in d.values() for v in per)
     assert len(t) == len(paper.MNIST_TEXT) + 3 + n_table2
-    row = t[(t["figure/table"] == "Fig. 3 (text)") & (t["metric"] == "test L_1") & (t["model"] == "LVAE+BN+WU")].iloc[0]
+    row = t[(t["from"] == "Fig. 3 (text)") & (t["metric"] == "test L_1") & (t["model"] == "LVAE+BN+WU")].iloc[0]
     assert row["paper"] == -85.23 and row["ours"] == -87.4 and row["budget"] == "cpu"
     assert row["ours - paper"] == pytest.approx(-2.17)
     ft = t[t["model"] == "LVAE, 5-layer + finetuning"].iloc[0]
@@ -266,7 +266,7 @@ def test_headline_rows_take_the_paper_budget_where_it_exists(tmp_path):
     last = t1.iloc[-1]
     assert last["model"] == "LVAE, 5-layer, paper budget" and last["ours"] == -82.3
     assert last["budget"] == "paper" and last["paper"] == -82.12
-    rep = report.reproduction_table(df).set_index(["figure/table", "model"])
+    rep = report.reproduction_table(df).set_index(["from", "model"])
     assert rep.loc[("Table 1", "LVAE, 5-layer, paper budget"), "ours - paper"] == \
         pytest.approx(-0.18)  # same K: a difference
     assert pd.isna(rep.loc[("Table 1", "LVAE, 5-layer"), "ours - paper"])  # cpu's L_1000 against L_5000: none
