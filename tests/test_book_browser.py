@@ -126,17 +126,22 @@ READER_JS = r"""() => {
   });
   const pre_overflow = [...art.querySelectorAll('pre')].filter(p => p.offsetParent && p.scrollWidth > p.clientWidth + 1)
     .map(p => p.innerText.slice(0, 60));
+  const wide_tables = [...art.querySelectorAll('table')].filter(t => t.offsetParent).map(t => {
+    const box = t.closest('div.cell_output, div.output') || t.parentElement;
+    return {w: Math.round(t.getBoundingClientRect().width), box: box.clientWidth,
+            head: [...t.querySelectorAll('th')].slice(0, 3).map(h => h.innerText).join(' | ')};
+  }).filter(r => r.w > r.box + 1);
   const params = [...document.querySelectorAll('.tag_parameters')].filter(e => e.offsetParent !== null).length;
   const cut = [...art.querySelectorAll('td, th')].map(c => c.innerText.trim()).filter(t => /(…|\.\.\.)$/.test(t));
   const cites = [...art.querySelectorAll('a[href*="references.html#"]')].map(a => a.getAttribute('href').split('#')[1]);
-  return {body_px, imgs, pre_overflow, params, cut, cites, page_overflow: document.documentElement.scrollWidth - vw,
+  return {body_px, imgs, pre_overflow, wide_tables, params, cut, cites, page_overflow: document.documentElement.scrollWidth - vw,
           text: art.innerText};
 }"""
 
 
 def test_what_a_reader_sees(site, browser):
     """Figures with captions naming their budget, shown at the size they were drawn (so their 12 pt text
-    is at least the body text's size); no parameter cell, no code running off the column at 1400 px, no
+    is at least the body text's size); no parameter cell, no code or table running off the column at 1400 px, no
     page wider than a 420 px phone, no table cell cut short with an ellipsis, every citation resolved."""
     from lvae_lib import plots
 
@@ -155,6 +160,9 @@ def test_what_a_reader_sees(site, browser):
                 continue
             cited |= set(m["cites"])
             failures += [f"{rel}: code runs off the column: {t!r}" for t in m["pre_overflow"]]
+            # every table fits its column at 1400 px (on a phone it scrolls inside its own box: page_overflow)
+            failures += [f"{rel}: a table is {t['w']} px wide in a {t['box']} px column ({t['head']} ...)"
+                         for t in m["wide_tables"]]
             for im in m["imgs"]:
                 text_px = plots.FONT_PT * plots.DPI / 72 * im["shown"] / im["nat"]
                 if text_px < m["body_px"] - 0.01:
