@@ -50,11 +50,44 @@ def plot_merge(ratios=(0.25, 1.0, 4.0), mu_p=0.0, var_p=1.0, mu_hat=2.0):
         ax.plot(z, pdf(mu_p, var_p), color="#1f77b4", label=r"prior $p(z_i|z_{i+1})$")
         ax.plot(z, pdf(mu_hat, var_hat), color="#2ca02c", ls="--", label=r"bottom-up $\mathcal{N}(\hat\mu, \hat\sigma^2)$")
         ax.plot(z, pdf(mq, vq), color="#d62728", lw=2, label=r"posterior $q(z_i|\cdot)$")
-        ax.set_title(rf"$\sigma_p^2/\hat\sigma^2 = {r:g}$: $\mu_q={mq:.2f}$, $\sigma_q^2={vq:.2f}$")
+        # two lines: the three panels' titles stay apart at the book's width
+        ax.set_title(rf"$\sigma_p^2/\hat\sigma^2 = {r:g}$" + "\n" + rf"$\mu_q={mq:.2f}$, $\sigma_q^2={vq:.2f}$")
         ax.set_xlabel("$z_i$")
     np.atleast_1d(axes)[0].set_ylabel("density")
-    np.atleast_1d(axes)[0].legend(loc="upper left")
-    fig.tight_layout()
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels))  # below the panels, clear of the curves
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def warmup_kl(curves: dict, budget: str):
+    """The paper's Sec. 2.3 mechanism, from training records: each layer's KL[q_i|p_i] on the test set
+    during training (solid, left axis) and the warm-up weight beta (dashed, right axis), one panel per
+    model (``curves``: variant -> its per-epoch metrics); the warm-up epochs are shaded."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(WIDTH, 3.6), sharey=True, squeeze=False)
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, 5))
+    for ax, (variant, m) in zip(axes[0], curves.items()):
+        e = m[m["kl_1"].notna()]
+        layers = [c for c in ("kl_1", "kl_2", "kl_3", "kl_4", "kl_5") if c in e]
+        for i, c in enumerate(layers):
+            ax.plot(e["epoch"], e[c], color=colors[i], label=f"layer {i + 1}")
+        warm = m.loc[m["beta"] < 1, "epoch"]
+        if len(warm):
+            ax.axvspan(0, warm.max(), color="0.9", zorder=0)
+        tw = ax.twinx()
+        tw.plot(m["epoch"], m["beta"], color="k", ls="--", lw=1)
+        tw.set_ylim(0, 1.05)
+        tw.set_yticks([0, 0.5, 1]) if ax is axes[0][-1] else tw.set_yticks([])
+        if ax is axes[0][-1]:
+            tw.set_ylabel(r"$\beta$ (dashed)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")  # the top layers carry hundredths to units of a nat, the bottom one tens
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{variant}, {budget} budget")
+    axes[0][0].set_ylabel("KL per layer (nats, log)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 

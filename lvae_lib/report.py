@@ -63,6 +63,25 @@ def curves(df, layers=5) -> dict:
     return out
 
 
+def layer_kl_table(df) -> pd.DataFrame:
+    """Each record's test-set KL per layer (nats), a column per layer (Fig. 5's numbers)."""
+    out = df[["budget", "variant", "seed"]].reset_index(drop=True)
+    kl = pd.DataFrame([list(a) for a in df["layer_kl"]]).round(2).abs()  # abs: no "-0.0" for a KL of zero
+    kl.columns = [f"layer {i + 1}" for i in kl.columns]
+    return pd.concat([out, kl], axis=1)
+
+
+def warmup_curves(df, variants=("LVAE+BN+WU", "VAE+BN+WU"), layers=5) -> tuple[str, dict]:
+    """The training curves of seed 0 of ``variants`` at the largest budget that has all of them:
+    ``(budget, {variant: per-epoch metrics})`` (the warm-up figure)."""
+    for b in BUDGET_ORDER:
+        d = df[(df["budget"] == b) & (df["seed"] == 0)]
+        got = {v: c[0] for v, c in curves(d, layers).items() if v in variants}
+        if len(got) == len(variants):
+            return b, {v: got[v] for v in variants}
+    return "", {}
+
+
 def shown_as(df, variant: str, budget: str) -> str:
     """A model's name in a figure of ``df``: its variant, and its budget where the figure draws records
     of several (the paper budget's models beside a cpu grid: :func:`lvae_lib.notebooks.beside_paper`)."""

@@ -31,9 +31,34 @@ show("fig5", fig, caption)
 # **Figure 5.** KL$[q_i|p_i]$ of each layer $i$ of the 5-layer MNIST models, averaged over the test set; with several seeds, the mean and ±1 sd. The paper prints no values for this figure. Hatched: models at the `paper` budget, where some exist, beside the others. {glue:text}`fig5_caption`
 # ```
 
+# %% [markdown]
+# The KL of each layer (nats, test-set mean) of each record:
+
 # %%
-table(df.assign(kl=df["layer_kl"].map(lambda a: [round(v, 2) for v in a]))[["budget", "variant", "seed", "kl"]]
-      .rename(columns={"kl": "KL per layer 1-5 (nats)"}))
+table(report.layer_kl_table(df))
+
+# %% [markdown]
+# ## During warm-up
+#
+# How the KL of each layer evolves while the warm-up weight $\beta$ of eq. (20) rises from 0 to 1
+# (the paper's Sec. 2.3): the test-set KL of every layer at each evaluation epoch of one training run
+# per model, read from its record's `metrics.csv`.
+
+# %% tags=["remove-output"]
+wu_budget, wu_curves = report.warmup_curves(df)
+if wu_curves:
+    show("warmup_kl", plots.warmup_kl(wu_curves, wu_budget),
+         plots.caption(df[df["budget"] == wu_budget], "Seed 0 of each model; the shaded epochs are the warm-up."))
+
+# %% [markdown]
+# ```{glue:figure} warmup_kl
+# :alt: KL of each layer during training, and the warm-up weight beta, for the LVAE and the VAE
+#
+# **KL per layer during training** (solid, log scale) and the warm-up weight $\beta$ (dashed). At
+# $\beta = 0$ nothing pulls a unit towards its prior and the bottom layer carries most information; as
+# $\beta$ reaches 1 that KL falls, and a layer whose units are not worth their cost collapses towards
+# zero. {glue:text}`warmup_kl_caption`
+# ```
 
 # %% [markdown]
 # ## What our run shows

@@ -81,6 +81,7 @@ def prose():
     for name, text in texts:
         text = re.sub(r"```.*?```", "", text, flags=re.S)
         text = re.sub(r"`[^`\n]*`", "", text)  # inline code: commands, names
+        text = re.sub(r"\b(Secs?\.|Sections?|eqs?\.|Figs?\.|Tables?)\s*\d+(\.\d+)*", "", text)  # references
         for line in text.splitlines():
             for n in NUMBER.findall(line):
                 yield name, float(n.replace("−", "-")), line.strip()

@@ -458,3 +458,30 @@ def test_table2_is_the_papers_grid_with_ours_under_each_printed_value(tmp_path):
     assert str(report.table2_compare(df)["ours: K"].dtype) == "Int64"
     note = report.table2_note(df)
     assert "test L_1000, each the mean over 2 seed(s)" in note and note.count("No NORB run here") == 1
+
+
+def test_the_merge_figures_titles_and_legend_stay_apart():
+    """The three panels' titles do not run into one another, and the legend overlaps no panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lvae_lib import plots
+
+    plots.style()
+    fig = plots.plot_merge()
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    titles = [ax.title.get_window_extent(r) for ax in fig.axes]
+    assert all(a.x1 < b.x0 for a, b in zip(titles, titles[1:])), [(t.x0, t.x1) for t in titles]
+    legend = fig.legends[0].get_window_extent(r)
+    assert all(legend.y1 <= ax.get_tightbbox(r).y0 + 1 for ax in fig.axes)
+
+
+def test_fig5s_numbers_are_a_column_per_layer_with_no_negative_zero():
+    from lvae_lib import report
+
+    df = pd.DataFrame({"budget": ["cpu"], "variant": ["VAE"], "seed": [0], "layer_kl": [[25.123, 3.0, -0.0001, 0.0, 1e-9]]})
+    t = report.layer_kl_table(df)
+    assert list(t.columns) == ["budget", "variant", "seed"] + [f"layer {i}" for i in range(1, 6)]
+    assert t.iloc[0, 3:].tolist() == [25.12, 3.0, 0.0, 0.0, 0.0]
+    assert "-0.0" not in t.to_html()
