@@ -121,8 +121,14 @@ READER_JS = r"""() => {
   const body_px = parseFloat(getComputedStyle(art.querySelector('p') || art).fontSize);
   const imgs = [...art.querySelectorAll('img')].filter(i => i.naturalWidth > 200).map(i => {
     const f = i.closest('figure'), c = f && f.querySelector('figcaption');
-    return {src: i.src.split('/').pop(), nat: i.naturalWidth, shown: i.getBoundingClientRect().width,
-            caption: c ? c.innerText : null};
+    let caption = c ? c.innerText : null;
+    if (caption === null) {  // a figure pasted from another page ({glue} with :doc:): its caption is the paragraph after it
+      let blk = i;
+      while (blk.parentElement && blk.parentElement !== art && blk.parentElement.tagName !== 'SECTION') blk = blk.parentElement;
+      const next = blk.nextElementSibling;
+      if (next && next.tagName === 'P') caption = next.innerText;
+    }
+    return {src: i.src.split('/').pop(), nat: i.naturalWidth, shown: i.getBoundingClientRect().width, caption};
   });
   const pre_overflow = [...art.querySelectorAll('pre')].filter(p => p.offsetParent && p.scrollWidth > p.clientWidth + 1)
     .map(p => p.innerText.slice(0, 60));
