@@ -68,6 +68,7 @@ def iw_bound(
     inner = {m: torch.empty(len(x), dtype=torch.float64) for m in nested}
     with mode(model, False), tqdm(total=len(x), desc=f"L_{k}", unit="img", disable=not progress, leave=False) as bar:
         for start in range(0, len(x), batch_size):
+            # [the bound] per image: the upward pass once, then K samples in chunks, a streaming log-sum-exp
             xb = x[start : start + batch_size]
             up = net.upward(xb)
             acc = torch.full((len(xb),), -math.inf, dtype=torch.float64, device=xb.device)
@@ -81,5 +82,6 @@ def iw_bound(
                 if done in inner:
                     inner[done][start : start + len(xb)] = (acc - math.log(done)).cpu()
             out[start : start + len(xb)] = (acc - math.log(k)).cpu()
+            # [end of the bound]
             bar.update(len(xb))
     return (out, inner) if nested else out

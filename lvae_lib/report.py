@@ -63,6 +63,22 @@ def curves(df, layers=5) -> dict:
     return out
 
 
+def sample_grids(df, dataset: str) -> dict:
+    """Figs. 9-10's panels for one dataset: test images, the LVAE's reconstructions, its samples and the
+    VAE's (5 layers, the figure's budget), then the same models' samples at each other budget shown."""
+    d = df[df["dataset"] == dataset]
+    if not len(d):
+        return {}
+    lvae, vae = arrays(d, "LVAE+BN+WU"), arrays(d, "VAE+BN+WU")
+    grids = {"a) data": lvae["data"], "b) LVAE+BN+WU: reconstructions": lvae["reconstructions"],
+             "c) LVAE+BN+WU: samples": lvae["samples"], "d) VAE+BN+WU: samples": vae["samples"]}
+    for b in list(dict.fromkeys(d["budget"]))[1:]:  # the paper budget's models, where some exist
+        for v in ("LVAE+BN+WU", "VAE+BN+WU"):
+            if ((d["variant"] == v) & (d["budget"] == b)).any():
+                grids[f"{'abcdefgh'[len(grids)]}) {v} ({b}): samples"] = arrays(d, v, budget=b)["samples"]
+    return grids
+
+
 def layer_kl_table(df) -> pd.DataFrame:
     """Each record's test-set KL per layer (nats), a column per layer (Fig. 5's numbers)."""
     out = df[["budget", "variant", "seed"]].reset_index(drop=True)
@@ -851,7 +867,8 @@ def run_times(df, smoke: bool = False) -> pd.DataFrame:
     out = df.assign(model=df["variant"] + "-L" + df["layers"].astype(str) + df["finetune"].map(lambda f: f" {f}" if f else ""),
                     minutes=(df["train_seconds"] / 60).round(1),
                     s_per_epoch=(df["train_seconds"] / df["epochs"]).round(2))
-    return out[["budget", "dataset_name", "model", "epochs", "minutes", "s_per_epoch", "device", "threads"]]
+    out = out[["budget", "dataset_name", "model", "seed", "epochs", "minutes", "s_per_epoch", "device", "threads"]]
+    return out.rename(columns={"dataset_name": "dataset", "s_per_epoch": "s an epoch"}).reset_index(drop=True)
 
 
 def budget_totals(df) -> pd.DataFrame:

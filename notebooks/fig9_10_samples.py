@@ -24,22 +24,8 @@ caption = plots.caption(df)
 
 # %% tags=["remove-output"]
 for ds, key in (("mnist", "fig9"), ("omniglot28", "fig10")):
-    d = df[df["dataset"] == ds]
-    if not len(d):
-        continue
-    lvae, vae = report.arrays(d, "LVAE+BN+WU"), report.arrays(d, "VAE+BN+WU")
-    grids = {
-        "a) data": lvae["data"],
-        "b) LVAE+BN+WU: reconstructions": lvae["reconstructions"],
-        "c) LVAE+BN+WU: samples": lvae["samples"],
-        "d) VAE+BN+WU: samples": vae["samples"],
-    }
-    for b in list(dict.fromkeys(d["budget"]))[1:]:  # the paper budget's models, where some exist
-        for v in ("LVAE+BN+WU", "VAE+BN+WU"):
-            if ((d["variant"] == v) & (d["budget"] == b)).any():
-                grids[f"{'abcdefgh'[len(grids)]}) {v} ({b}): samples"] = report.arrays(d, v, budget=b)["samples"]
-    fig = plots.image_grid(grids, shape=DATASETS[ds].image_shape)
-    show(key, fig, plots.caption(d))
+    if grids := report.sample_grids(df, ds):
+        show(key, plots.image_grid(grids, shape=DATASETS[ds].image_shape), plots.caption(df[df["dataset"] == ds]))
 
 # %% [markdown]
 # ```{glue:figure} fig9

@@ -112,8 +112,10 @@ fid = fidelity.compare("bf16", "cpu", results_dir or None)
 table(fid.assign(difference=fid["difference"].astype(float).round(2), lo=fid["lo"].astype(float).round(2),
                  hi=fid["hi"].astype(float).round(2)))
 
-# %%
-print("bf16 on a CPU", fidelity.decide(fid)[1])
+# %% tags=["remove-input"]
+from IPython.display import Markdown
+
+Markdown(f"**bf16 on a CPU**: {fidelity.decide(fid)[1]}.")
 
 # %% [markdown]
 # ## Measured training time of every committed record
@@ -122,10 +124,10 @@ print("bf16 on a CPU", fidelity.decide(fid)[1])
 # the run; two one-thread runs share the 2-core machine):
 
 # %%
-report.budget_totals(df)
+table(report.budget_totals(df))
 
 # %%
-report.run_times(df)
+table(report.run_times(df))
 
 # %% [markdown]
 # ## Several runs at once, and clusters
