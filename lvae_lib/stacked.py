@@ -68,7 +68,7 @@ class StackedStep:
 
     def __init__(self, models: list[LadderVAE], tc: TrainConfig, device="cpu", compiled: bool = False, opts=None,
                  log=print):
-        self.M, self.tc, self.device, self.cfg = len(models), tc, device, models[0].cfg
+        self.tc, self.device, self.cfg = tc, device, models[0].cfg
         self.params, self.buffers = stack_module_state(models)
         self.opt = make_optimizer(list(self.params.values()), tc.lr, tc.adam_eps)
         if opts is not None:

@@ -125,7 +125,7 @@ class SingleStep:
                  log=print):
         from .train import GraphedStep, use_cuda_graphs
 
-        self.model, self.opt, self.tc, self.M = model, opt, tc, 1
+        self.model, self.opt, self.tc = model, opt, tc
         self.mode = "compiled" if compiled else "eager"
         self.graphed = None
         if not compiled and use_cuda_graphs(device):

@@ -368,7 +368,11 @@ def start(model_cfg: ModelConfig, tc: TrainConfig, ckpt_path: Path | None, devic
 @contextlib.contextmanager
 def _rng(states: list, m: int, device):
     """The global generator in model ``m``'s state for the draws inside; its new state kept afterwards.
-    With one model this changes nothing: its stream simply goes on."""
+    With one model nothing is swapped (its stream simply goes on; the hot path of a GPU step): its state
+    is read when a checkpoint is written."""
+    if len(states) == 1:
+        yield
+        return
     _set_rng_state(states[m], device)
     try:
         yield
@@ -412,6 +416,8 @@ def fit(cfg: ModelConfig, tcs: list[TrainConfig], data: TrainData, ckpts: list, 
     saved = [s["epoch"] if r else None for s, r in zip(states, resumed)]  # the epoch of each checkpoint on disk
 
     def save():
+        if M == 1:  # one model's stream is the global one (_rng swaps nothing): its state now
+            rngs[0] = _rng_state(device)
         for m, ck in enumerate(ckpts):
             if ck is not None:
                 save_checkpoint({**states[m], "model": engine.model_at(m).state_dict(),
