@@ -63,6 +63,10 @@ BUDGETS = {
 }
 
 
+# the budgets from the largest down: the order in which a record is preferred where several budgets have one
+BUDGET_ORDER = ("paper", "cpu", "smoke")
+assert set(BUDGET_ORDER) == set(BUDGETS)
+
 # records whose K is larger also keep L_K of the first NESTED_K of their samples (the cpu budget's K), so
 # that the K gap between a cpu and a paper record is measured on the same model, per test image
 NESTED_K = BUDGETS["cpu"].eval_k

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from . import results, runner
 from .data import DataError, train_data
-from .experiments import BUDGETS, DEFAULT_BUDGET, DEFAULT_RESULTS, DEFAULT_WORK, SEEDS, get_budget, runs_for
+from .experiments import BUDGET_ORDER, BUDGETS, DEFAULT_BUDGET, DEFAULT_RESULTS, DEFAULT_WORK, SEEDS, get_budget, runs_for
 
 VOLATILE = ("papermill", "execution")
 # set by execute_notebook for its kernel: the file where ensure/collect/records note the records they read
@@ -248,7 +248,7 @@ def resolve_budget(target: str, budget: str = "default", results_dir=None, seed:
     done = {name: {r for r in runs if results.Store(root, name).complete(r, r.key(BUDGETS[name]))} for name in BUDGETS}
     seen = {r.dataset for rs in done.values() for r in rs}
     needed = [r for r in runs if r.dataset in seen]
-    for name in ("paper", "cpu"):
+    for name in BUDGET_ORDER[:-1]:  # never smoke: that is the fallback
         if needed and all(r in done[name] for r in needed):
             return name
     return "smoke"
@@ -378,7 +378,7 @@ def beside_paper(df):
     return out
 
 
-def collect(target: str = "all", budgets=("paper", "cpu", "smoke"), results_dir=None, seeds=SEEDS):
+def collect(target: str = "all", budgets=BUDGET_ORDER, results_dir=None, seeds=SEEDS):
     """The complete records of ``target`` without training anything: for every run and seed, the record
     of the first budget in ``budgets`` that has one (the book shows ``paper`` records where they exist)."""
     results_dir = results_dir or DEFAULT_RESULTS

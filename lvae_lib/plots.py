@@ -9,6 +9,7 @@ from .distributions import precision_weighted_merge
 
 from . import paper
 from .config import VARIANTS as _TABLE
+from .experiments import BUDGET_ORDER
 from .report import shown_as
 
 VARIANTS = tuple(_TABLE)  # in the table's order: the order of every legend
@@ -423,7 +424,7 @@ def paper_vs_ours(table):
     for ax, (dataset, g) in zip(axes[:, 0], groups):
         y = np.arange(len(g))[::-1]
         sd = g["our sd"].astype(float).fillna(0)  # NaN for one seed: no bar
-        for b in BUDGET_COLORS:
+        for b in BUDGET_ORDER:
             m = (g["budget"] == b).values
             if m.any():
                 ax.errorbar(g["ours"].astype(float)[m], y[m], xerr=sd[m], fmt="o", color=BUDGET_COLORS[b], capsize=3,

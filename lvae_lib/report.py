@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import analysis, evidence as ev
 from .config import bottom_up
-from .experiments import NESTED_K
+from .experiments import BUDGET_ORDER, NESTED_K
 from . import paper
 from .results import Store, kl_snapshots
 
@@ -19,7 +19,6 @@ def _store(df, row):
     return Store(df.attrs["results_dir"], row.budget if hasattr(row, "budget") else row["budget"])
 
 
-BUDGET_ORDER = ("paper", "cpu", "smoke")
 MODEL_KEYS = ["budget", "dataset", "variant", "layers", "finetune"]
 SUMMARY = ["train_L1", "test_L1", "test_LK"]
 

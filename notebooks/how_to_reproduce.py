@@ -38,7 +38,7 @@ results_dir = ""  # empty: the results folder of the repository
 from lvae_lib import report
 from lvae_lib.notebooks import collect, table
 
-df = collect("all", ("paper", "cpu", "smoke"), results_dir or None)
+df = collect("all", results_dir=results_dir or None)
 
 # %% [markdown]
 # ## Measured speed
