@@ -189,9 +189,8 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_check_weights(a) -> int:
-    from .runner import check_records
-
     from .experiments import DEFAULT_RESULTS
+    from .runner import check_records
 
     rows = check_records(a.budget, a.results_dir or DEFAULT_RESULTS, a.device, a.data_dir, refresh=a.refresh)
     if not rows:

@@ -51,14 +51,19 @@ class Interval:
         return 1 if self.lo > 0 else -1 if self.hi < 0 else 0
 
 
+def normal(mean: float, se: float, n: int, what: str, level: float = LEVEL) -> Interval:
+    """The normal ``level`` interval of an estimate ``mean`` with standard error ``se`` (over ``n`` ``what``)."""
+    half = stats.norm.ppf(0.5 + level / 2) * se
+    return Interval(float(mean), float(mean - half), float(mean + half), int(n), what)
+
+
 def paired(a, b, level: float = LEVEL) -> Interval:
     """Mean of the paired differences ``a - b`` (one per test image) with its normal interval."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
         raise ValueError(f"paired differences need two 1-D arrays of the same length >= 2, got {a.shape} and {b.shape}")
     d = a - b
-    half = stats.norm.ppf(0.5 + level / 2) * d.std(ddof=1) / math.sqrt(len(d))
-    return Interval(float(d.mean()), float(d.mean() - half), float(d.mean() + half), len(d), "images")
+    return normal(d.mean(), d.std(ddof=1) / math.sqrt(len(d)), len(d), "images", level)
 
 
 def over_seeds(a, b, level: float = LEVEL) -> Interval | None:

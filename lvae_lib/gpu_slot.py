@@ -381,13 +381,12 @@ def unpack(folder: Path, results_dir=None, work_dir=None, budget: str = "paper")
     results_dir = Path(results_dir or E.DEFAULT_RESULTS)
     work_dir = Path(work_dir or E.DEFAULT_WORK)
     done = []
-    from . import results as R
-    if (Path(folder) / R.CHECKS).exists():
+    if (Path(folder) / results.CHECKS).exists():
         import pandas as pd
 
-        rows = pd.read_csv(Path(folder) / R.CHECKS, dtype={"commit": str, "key": str}).to_dict("records")
-        R.Store(results_dir, b.name).add_checks(rows)
-        done.append(f"weight checks: {len(rows)} row(s) into {R.Store(results_dir, b.name).checks_path}")
+        store = results.Store(results_dir, b.name)
+        rows = pd.read_csv(Path(folder) / results.CHECKS, dtype={"commit": str, "key": str}).to_dict("records")
+        done.append(f"weight checks: {len(rows)} row(s) into {store.add_checks(rows)}")
     for tar in sorted(Path(folder).glob("record-*.tar")):
         with tarfile.open(tar) as t:
             members = [m for m in t.getmembers() if m.isfile()]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from . import analysis, evidence as ev
 from .config import bottom_up
@@ -264,7 +265,9 @@ def table2_note(df) -> str:
     """The line above Table 2: what our numbers are (budget, K, seeds, data), and why a dataset has none."""
     t = table2_compare(df)
     ours = t[t["ours"].notna()]
-    out = [plots_caption(df)]
+    from .plots import caption  # here: plots imports report
+
+    out = [caption(df)]
     if len(ours):
         ks = sorted({int(k) for k in ours["ours: K"].dropna()})
         seeds = sorted({int(n) for n in ours["seeds"].dropna()})
@@ -273,12 +276,6 @@ def table2_note(df) -> str:
     for ds, why in (getattr(df, "attrs", {}).get("unavailable") or {}).items():
         out.append(f"No {ds.upper()} run here: {why.rstrip('.')}; its rows are the paper's alone.")
     return " ".join(out)
-
-
-def plots_caption(df) -> str:
-    from .plots import caption
-
-    return caption(df)
 
 
 # ----------------------------------------------------------------------------- the reproduction report
@@ -591,16 +588,14 @@ def _late_trend(df, variant="LVAE+BN+WU", layers=5, share: float = 0.25):
         e = m[m["test_elbo"].notna()]
         if len(e) < 3:
             continue
-        fit = stats_linregress(e["epoch"] / 100, e["test_elbo"])
-        train = stats_linregress(m["epoch"] / 100, m["train_elbo"])
+        fit = stats.linregress(e["epoch"].to_numpy(float) / 100, e["test_elbo"].to_numpy(float))
+        train = stats.linregress(m["epoch"].to_numpy(float) / 100, m["train_elbo"].to_numpy(float))
         slopes.append((fit.slope, fit.stderr, train.slope, len(e), int(m["epoch"].max())))
     if not slopes:
         return None
     s = np.array(slopes)
     mean, se = s[:, 0].mean(), np.sqrt((s[:, 1] ** 2).sum()) / len(s)
-    half = 1.96 * se
-    iv = ev.Interval(float(mean), float(mean - half), float(mean + half), int(s[:, 3].sum()),
-                     f"evaluations in the last {share:.0%} of {int(s[0, 4])} epochs, {len(s)} seed(s)")
+    iv = ev.normal(mean, se, s[:, 3].sum(), f"evaluations in the last {share:.0%} of {int(s[0, 4])} epochs, {len(s)} seed(s)")
     text = (f"test L_1 {mean:+.3f} nats per 100 epochs over the last {share:.0%} of training, train L_1 "
             f"{s[:, 2].mean():+.3f}")
     return text, [iv], ev.verdict([iv], 1)
@@ -647,12 +642,6 @@ def _curves_of(path: str):
     except (OSError, ValueError):
         return None
     return m if {"epoch", "train_elbo", "test_elbo"} <= set(m.columns) else None
-
-
-def stats_linregress(x, y):
-    from scipy import stats
-
-    return stats.linregress(np.asarray(x, np.float64), np.asarray(y, np.float64))
 
 
 def _claim_list(df):
@@ -889,6 +878,11 @@ def budget_totals(df) -> pd.DataFrame:
 CHECK_NAMES = {"bn_recomputed": "batch norm recomputed over the training set, against the running averages"}
 
 
+def _check_intervals(c) -> list:
+    """The 95% interval of each weight check's per-image difference (its rows' ``diff`` and ``diff_se``)."""
+    return [ev.normal(d, se, n, "images") for d, se, n in zip(c["diff"], c["diff_se"], c["n_images"])]
+
+
 def weight_checks_table(results_dir=None, budget: str = "paper") -> pd.DataFrame:
     """The checks of the kept models (:func:`lvae_lib.runner.weight_checks`) as the book shows them: per
     model and check, our new estimate, the one it is compared with, their difference per test image with its
@@ -899,13 +893,13 @@ def weight_checks_table(results_dir=None, budget: str = "paper") -> pd.DataFrame
     k_ref = get_budget(budget).eval_k  # each record's own K: its budget's
     if not len(c):
         return pd.DataFrame()
-    lo, hi = c["diff"] - 1.96 * c["diff_se"], c["diff"] + 1.96 * c["diff_se"]
+    ivs = _check_intervals(c)
     what = [CHECK_NAMES.get(ch, f"L_{k} against L_{k_ref} of its first samples, first {n:,} test images")
             for ch, k, n in zip(c["check"], c["k"], c["n_images"])]
     return pd.DataFrame({
         "model": c["label"] + ", seed " + c["seed"].astype(str), "check": what,
         "ours": c["value"].round(2), "compared with": c["reference"].round(2),
-        "difference [95% interval]": [f"{d:+.3f} [{a:+.3f}, {b:+.3f}]" for d, a, b in zip(c["diff"], lo, hi)],
+        "difference [95% interval]": [f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]" for iv in ivs],
         "images": c["n_images"], "ran on": c["device"] + ", " + c["date"]})
 
 
@@ -918,11 +912,11 @@ def weight_checks_in_words(results_dir=None, budget: str = "paper") -> str:
     K = get_budget(budget).eval_k
     out = []
     for ch, g in c.groupby("check", sort=False):
-        lo, hi = g["diff"] - 1.96 * g["diff_se"], g["diff"] + 1.96 * g["diff_se"]
+        sides = [iv.side() for iv in _check_intervals(g)]
         span = f"by {g['diff'].min():+.3f} to {g['diff'].max():+.3f} nats over {len(g)} model(s)"
-        excl = int(((lo > 0) | (hi < 0)).sum())
-        where = ("every interval includes zero" if excl == 0 else "every interval lies above zero" if (lo > 0).all()
-                 else "every interval lies below zero" if (hi < 0).all() else f"{excl} of {len(g)} intervals exclude zero")
+        excl = sum(sd != 0 for sd in sides)
+        where = ("every interval includes zero" if excl == 0 else "every interval lies above zero" if min(sides) == 1
+                 else "every interval lies below zero" if max(sides) == -1 else f"{excl} of {len(g)} intervals exclude zero")
         if ch == "bn_recomputed":
             out.append(f"Recomputing the batch-norm statistics over the training set moves test L_{K} {span} ({where}).")
         else:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import analysis, results
+from . import analysis, evidence, results
 from .config import DATASETS, to_dict
 from .data import fixed_binarization, train_data
 from .experiments import DEFAULT_RESULTS, DEFAULT_WORK, NESTED_K, Budget, Run, get_budget, run_dir
@@ -218,6 +218,7 @@ def check_records(budget: str = "paper", results_dir=DEFAULT_RESULTS, device="cp
         store.add_checks(new)
         rows += new
         for r in new:
+            iv = evidence.normal(r["diff"], r["diff_se"], r["n_images"], "images")
             log(f"{r['label']} seed {r['seed']}, {r['check']}: {r['value']:.3f} against {r['reference']:.3f}, "
-                f"difference {r['diff']:+.3f} ± {1.96 * r['diff_se']:.3f} ({r['seconds']:.0f} s)")
+                f"difference {iv} ({r['seconds']:.0f} s)")
     return rows

@@ -18,6 +18,7 @@ training loop of :func:`lvae_lib.train.fit`.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -123,9 +124,10 @@ class SingleStep:
 
     def __init__(self, model: LadderVAE, opt: torch.optim.Optimizer, tc: TrainConfig, device, compiled: bool,
                  log=print):
-        from .train import GraphedStep, use_cuda_graphs
+        from .train import GraphedStep, clip_, use_cuda_graphs
 
         self.model, self.opt, self.tc = model, opt, tc
+        self.clip = functools.partial(clip_, clip_norm=tc.clip_norm, clip_value=tc.clip_value)
         self.mode = "compiled" if compiled else "eager"
         self.graphed = None
         if not compiled and use_cuda_graphs(device):
@@ -140,8 +142,6 @@ class SingleStep:
         return loss, out["elbo"].sum() / out["elbo"].shape[0], out["log_px"], out["kl"]
 
     def __call__(self, x, eps, betas):
-        from .train import clip_
-
         xb, eps = x[0], [e[0] for e in eps]
         self.model.train()
         with precision([self.model], self.tc.precision):
@@ -155,7 +155,7 @@ class SingleStep:
                 out = {"log_px": log_px, "kl": kl}
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
-                clip_([p.grad for p in self.model.parameters()], self.tc.clip_norm, self.tc.clip_value)
+                self.clip([p.grad for p in self.model.parameters()])
                 self.opt.step()
         return loss.detach().reshape(1), elbo.detach().reshape(1), {k: v.detach() for k, v in out.items()}
 
