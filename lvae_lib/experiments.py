@@ -45,21 +45,31 @@ class Budget:
     kl_snapshots: tuple = ()  # fractions of training at which per-unit KL is stored (Fig. 4)
     analysis_images: int = 2000  # test images for active units, PCA
     keep_weights: bool = False  # the record keeps its model (results.WEIGHTS, about 7 MB): the paper's budget
+    protocol: str = ""  # what the length is, for a reader ("the paper's protocol"): see describe
 
     def epochs(self, dataset: str) -> int:
         """Training epochs of a ``dataset`` run at this budget."""
         return self.fixed_epochs or round(DATASETS[dataset].paper_epochs * self.epoch_fraction)
 
+    def describe(self, dataset: str | None = None, short: bool = False) -> str:
+        """The budget as a reader sees it, never its bare name ("paper" is also the source of the published
+        numbers): ``"2000 epochs (the paper's protocol)"``, ``"200 epochs"``; ``short`` drops the bracket;
+        without a ``dataset``, ``"the paper's protocol"`` or ``"1/10 of the paper's epochs"``."""
+        if dataset is None:
+            return self.protocol or f"1/{round(1 / self.epoch_fraction)} of the paper's epochs"
+        n = f"{self.epochs(dataset)} epochs"
+        return n if short or not self.protocol else f"{n} ({self.protocol})"
+
 
 BUDGETS = {
     "smoke": Budget("smoke", epoch_fraction=0.0, fixed_epochs=2, warmup_fraction=0.5, eval_k=10,
                     train_subset=1000, test_subset=500, eval_every=1, finetune_epochs=2, finetune_decay_every=1,
-                    kl_snapshots=(0.5, 1.0), analysis_images=500),
+                    kl_snapshots=(0.5, 1.0), analysis_images=500, protocol="smoke test"),
     "cpu": Budget("cpu", epoch_fraction=0.1, fixed_epochs=0, warmup_fraction=0.1, eval_k=1000,
                   eval_every=10, finetune_epochs=20, finetune_decay_every=2, kl_snapshots=(0.05, 0.1, 0.25, 0.5, 1.0)),
     "paper": Budget("paper", epoch_fraction=1.0, fixed_epochs=0, warmup_fraction=0.1, eval_k=5000,
                     eval_every=20, finetune_epochs=2000, finetune_decay_every=200,
-                    kl_snapshots=(0.05, 0.1, 0.25, 0.5, 1.0), keep_weights=True),
+                    kl_snapshots=(0.05, 0.1, 0.25, 0.5, 1.0), keep_weights=True, protocol="the paper's protocol"),
 }
 
 
@@ -76,6 +86,11 @@ def run_dir(work_dir, budget: Budget, run: "Run") -> Path:
     """The folder of ``run``'s checkpoint at ``budget`` under ``work_dir``: the one owner of that layout
     (the checkpoint's own name is :func:`lvae_lib.train.checkpoint_path`'s)."""
     return Path(work_dir) / budget.name / run.key(budget)
+
+
+def describe_budget(name: str, dataset: str | None = None, short: bool = False) -> str:
+    """:meth:`Budget.describe` of the budget called ``name``, for tables and figures holding names."""
+    return get_budget(name).describe(dataset, short)
 
 
 def get_budget(name: str) -> Budget:

@@ -22,8 +22,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import results, runner
+from .config import DATASETS
 from .data import DataError, train_data
-from .experiments import BUDGET_ORDER, BUDGETS, DEFAULT_BUDGET, DEFAULT_RESULTS, DEFAULT_WORK, SEEDS, get_budget, runs_for
+from .experiments import (BUDGET_ORDER, BUDGETS, DEFAULT_BUDGET, DEFAULT_RESULTS, DEFAULT_WORK, SEEDS, describe_budget,
+                          get_budget, runs_for)
 
 VOLATILE = ("papermill", "execution")
 # set by execute_notebook for its kernel: the file where ensure/collect/records note the records they read
@@ -207,10 +209,17 @@ def _sync(path: Path) -> None:
 
 def table(df, drop=()):
     """``df`` as the book shows a table: no index, empty cells for missing values, ``drop`` columns left out
-    (e.g. a claims table's ``figure`` column on that figure's own page)."""
+    (e.g. a claims table's ``figure`` column on that figure's own page), and a ``budget`` column as what it
+    is, "trained for" ``"2000 epochs (the paper's protocol)"`` (:meth:`~lvae_lib.experiments.Budget.describe`),
+    never the bare name "paper", which the tables also use for the published numbers."""
     from IPython.display import HTML
 
     df = df.drop(columns=list(drop))
+    if "budget" in df:
+        by_name = {d.display_name: d.name for d in DATASETS.values()}
+        ds = df["dataset"] if "dataset" in df else df["dataset_name"].map(by_name) if "dataset_name" in df else [None] * len(df)
+        df = df.assign(budget=[describe_budget(b, d if isinstance(d, str) else None) if isinstance(b, str) and b else ""
+                               for b, d in zip(df["budget"], ds)]).rename(columns={"budget": "trained for"})
     for c in df.columns[[isinstance(t, pd.Int64Dtype) for t in df.dtypes]]:  # na_rep does not reach pd.NA
         df[c] = df[c].astype(object).where(df[c].notna(), "")
     return HTML(df.to_html(index=False, na_rep=""))

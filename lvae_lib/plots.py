@@ -9,7 +9,7 @@ from .distributions import precision_weighted_merge
 
 from . import paper
 from .config import VARIANTS as _TABLE
-from .experiments import BUDGET_ORDER
+from .experiments import BUDGET_ORDER, describe_budget
 from .report import shown_as
 
 VARIANTS = tuple(_TABLE)  # in the table's order: the order of every legend
@@ -20,6 +20,7 @@ MARKERS = {n: v.marker for n, v in _TABLE.items()}
 # The book's text column is 768 px wide at 1400 px (sphinx-book-theme): a figure of at most WIDTH inches at
 # DPI is shown unscaled, so FONT_PT is what the reader sees: 12 pt = 16.7 px, the body text's 16 px or more.
 WIDTH, DPI, FONT_PT = 7.6, 100, 12
+STAR_SHIFT = 0.2  # layers_figure: another budget's stars beside, not over, the paper's circles
 
 
 def style():
@@ -37,23 +38,9 @@ def plot_merge(ratios=(0.25, 1.0, 4.0), mu_p=0.0, var_p=1.0, mu_hat=2.0):
 
     ``ratios`` are precision ratios var_p / var_hat (how much the data speak relative to the prior).
     """
-    import torch
-
-    z = np.linspace(-3, 5, 400)
-
-    def pdf(m, v):
-        return np.exp(-0.5 * (z - m) ** 2 / v) / np.sqrt(2 * np.pi * v)
-
     fig, axes = plt.subplots(1, len(ratios), figsize=(WIDTH, 3.4), sharey=True)
     for ax, r in zip(np.atleast_1d(axes), ratios):
-        var_hat = var_p / r
-        mq, vq = (t.item() for t in precision_weighted_merge(*(torch.tensor(v) for v in (mu_hat, var_hat, mu_p, var_p))))
-        ax.plot(z, pdf(mu_p, var_p), color="#1f77b4", label=r"prior $p(z_i|z_{i+1})$")
-        ax.plot(z, pdf(mu_hat, var_hat), color="#2ca02c", ls="--", label=r"bottom-up $\mathcal{N}(\hat\mu, \hat\sigma^2)$")
-        ax.plot(z, pdf(mq, vq), color="#d62728", lw=2, label=r"posterior $q(z_i|\cdot)$")
-        # two lines: the three panels' titles stay apart at the book's width
-        ax.set_title(rf"$\sigma_p^2/\hat\sigma^2 = {r:g}$" + "\n" + rf"$\mu_q={mq:.2f}$, $\sigma_q^2={vq:.2f}$")
-        ax.set_xlabel("$z_i$")
+        _merge_panel(ax, r, mu_p, var_p, mu_hat)
     np.atleast_1d(axes)[0].set_ylabel("density")
     handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels))  # below the panels, clear of the curves
@@ -61,7 +48,49 @@ def plot_merge(ratios=(0.25, 1.0, 4.0), mu_p=0.0, var_p=1.0, mu_hat=2.0):
     return fig
 
 
-def warmup_kl(curves: dict, budget: str):
+def merge_slider(ratios=tuple(2.0 ** np.arange(-4, 5)), mu_p=0.0, var_p=1.0, mu_hat=2.0) -> str:
+    """:func:`plot_merge` with a slider over the precision ratio var_p / var_hat: matplotlib's JavaScript
+    player (``to_jshtml``), every frame drawn here and embedded, so it works in the offline book."""
+    from matplotlib.animation import FuncAnimation
+
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.75, 3.6))
+    top = 1.05 / np.sqrt(2 * np.pi * var_p / (1 + max(ratios)))  # the sharpest posterior's peak: one y axis for all
+
+    def frame(i):
+        ax.clear()
+        _merge_panel(ax, ratios[i], mu_p, var_p, mu_hat)
+        ax.set_ylim(0, top)
+        ax.set_ylabel("density")
+        ax.legend(loc="upper left", fontsize="small")
+        return ax.lines
+
+    anim = FuncAnimation(fig, frame, frames=len(ratios), interval=500)
+    html = anim.to_jshtml(default_mode="once")
+    plt.close(fig)
+    return html
+
+
+def _pdf(z, m, v):
+    return np.exp(-0.5 * (z - m) ** 2 / v) / np.sqrt(2 * np.pi * v)
+
+
+def _merge_panel(ax, r, mu_p, var_p, mu_hat):
+    """One panel of :func:`plot_merge`: prior, bottom-up estimate and their merge at precision ratio ``r``."""
+    import torch
+
+    z = np.linspace(-3, 5, 400)
+    var_hat = var_p / r
+    mq, vq = (t.item() for t in precision_weighted_merge(*(torch.tensor(v) for v in (mu_hat, var_hat, mu_p, var_p))))
+    ax.plot(z, _pdf(z, mu_p, var_p), color="#1f77b4", label=r"prior $p(z_i|z_{i+1})$")
+    ax.plot(z, _pdf(z, mu_hat, var_hat), color="#2ca02c", ls="--", label=r"bottom-up $\mathcal{N}(\hat\mu, \hat\sigma^2)$")
+    ax.plot(z, _pdf(z, mq, vq), color="#d62728", lw=2, label=r"posterior $q(z_i|\cdot)$")
+    # two lines: the three panels' titles stay apart at the book's width
+    ax.set_title(rf"$\sigma_p^2/\hat\sigma^2 = {r:g}$" + "\n" + rf"$\mu_q={mq:.2f}$, $\sigma_q^2={vq:.2f}$")
+    ax.set_xlabel("$z_i$")
+    return mq, vq
+
+
+def warmup_kl(curves: dict, budget: str, dataset: str = "mnist"):
     """The paper's Sec. 2.3 mechanism, from training records: each layer's KL[q_i|p_i] on the test set
     during training (solid, left axis) and the warm-up weight beta (dashed, right axis), one panel per
     model (``curves``: variant -> its per-epoch metrics); the warm-up epochs are shaded."""
@@ -84,7 +113,7 @@ def warmup_kl(curves: dict, budget: str):
         ax.set_xscale("log")
         ax.set_yscale("log")  # the top layers carry hundredths to units of a nat, the bottom one tens
         ax.set_xlabel("epoch")
-        ax.set_title(f"{variant}, {budget} budget")
+        ax.set_title(f"{variant}, {describe_budget(budget, dataset, short=True)}")
     axes[0][0].set_ylabel("KL per layer (nats, log)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels))
@@ -157,13 +186,18 @@ METRIC_TITLES = {"train_L1": r"a) $\mathcal{L}^{train}_1$", "test_L1": r"b) $\ma
 def caption(df, extra: str = "", also=None) -> str:
     """The plain-text line of a figure's caption that says which budget and data its numbers come from
     (and, with ``also``, which models are drawn as stars from another budget)."""
-    budgets = ", ".join(sorted(df["budget"].unique())) if len(df) else "none"
+    budgets = ", ".join(_trained(g) for _, g in df.groupby("budget", sort=False)) if len(df) else "none"
     datasets = ", ".join(sorted(df["dataset_name"].unique())) if len(df) else "none"
     more = ""
     if also is not None and len(also) and len(o := also[~also["budget"].isin(set(df["budget"]))]):
-        more = " Stars: " + "; ".join(f"budget {b}: {', '.join(sorted(g['label'].unique()))}"
+        more = " Stars: " + "; ".join(f"{_trained(g)}: {', '.join(sorted(g['label'].unique()))}"
                                       for b, g in o.groupby("budget")) + "."
-    return f"Ours: budget {budgets}, data {datasets}.{more} {extra}".strip()
+    return f"Ours: {budgets}, data {datasets}.{more} {extra}".strip()
+
+
+def _trained(g) -> str:
+    """How the records ``g`` (of one budget) were trained, in words: ``"2000 epochs (the paper's protocol)"``."""
+    return describe_budget(g["budget"].iloc[0], g["dataset"].iloc[0])
 
 
 def _row_label(model: str, narrow: bool = False) -> str:
@@ -243,8 +277,10 @@ def layers_figure(df, variants=None, also=None):
         if extra is not None:
             for v in variants:
                 e = extra[(extra["variant"] == v) & (extra["finetune"] == "")]
-                ax.scatter(e["layers"], e[metric], marker="*", s=140, color=COLORS[v], edgecolor="k", zorder=5,
-                           label=f"{v}, budget {e['budget'].iloc[0]} (c: K = {int(e['K'].iloc[0])})" if len(e) else None)
+                # a little to the right of the paper's open circle at the same depth, so neither hides the other
+                ax.scatter(e["layers"] + STAR_SHIFT, e[metric], marker="*", s=140, color=COLORS[v], edgecolor="k", zorder=5,
+                           label=f"ours, {v}, {describe_budget(e['budget'].iloc[0], e['dataset'].iloc[0], short=True)}"
+                                 f" (c: K = {int(e['K'].iloc[0])})" if len(e) else None)
         ax.set_title(METRIC_TITLES[metric].replace("{K}", "{%d}" % k))
         ax.set_xlabel("layers")
         ax.set_xticks(range(1, 6))
@@ -255,7 +291,7 @@ def layers_figure(df, variants=None, also=None):
     return fig
 
 
-def training_curves(panels: dict):
+def training_curves(panels: dict, dataset: str = "mnist"):
     """Fig. 2: train (full) and test (dashed) L_1 during training, one colour per variant, one panel per
     budget (a budget's epochs set its x axis: the cpu budget's 200 beside the paper's 2000).
 
@@ -281,7 +317,7 @@ def training_curves(panels: dict):
             highs.append(m[("train_elbo", "mean")].max())
         ax.set_xlabel("Epoch")
         if len(panels) > 1:
-            ax.set_title(f"budget {budget}")
+            ax.set_title(describe_budget(budget, dataset))
         ax.legend(title="full: train, dashed: test", fontsize="small")
     axes[0][0].set_ylabel(r"$\mathcal{L}_1$ (nats)")
     lo, hi = min(lows), max(highs)

@@ -10,7 +10,7 @@ from scipy import stats
 
 from . import analysis, evidence as ev
 from .config import bottom_up
-from .experiments import BUDGET_ORDER, NESTED_K
+from .experiments import BUDGET_ORDER, NESTED_K, describe_budget
 from . import paper
 from .results import Store, kl_snapshots
 
@@ -75,7 +75,7 @@ def sample_grids(df, dataset: str) -> dict:
     for b in list(dict.fromkeys(d["budget"]))[1:]:  # the paper budget's models, where some exist
         for v in ("LVAE+BN+WU", "VAE+BN+WU"):
             if ((d["variant"] == v) & (d["budget"] == b)).any():
-                grids[f"{'abcdefgh'[len(grids)]}) {v} ({b}): samples"] = arrays(d, v, budget=b)["samples"]
+                grids[f"{'abcdefgh'[len(grids)]}) {shown_as(d, v, b)}: samples"] = arrays(d, v, budget=b)["samples"]
     return grids
 
 
@@ -101,7 +101,9 @@ def warmup_curves(df, variants=("LVAE+BN+WU", "VAE+BN+WU"), layers=5) -> tuple[s
 def shown_as(df, variant: str, budget: str) -> str:
     """A model's name in a figure of ``df``: its variant, and its budget where the figure draws records
     of several (the paper budget's models beside a cpu grid: :func:`lvae_lib.notebooks.beside_paper`)."""
-    return f"{variant} ({budget})" if len(df) and df["budget"].nunique() > 1 else variant
+    if not len(df) or df["budget"].nunique() < 2:
+        return variant
+    return f"{variant} ({describe_budget(budget, df['dataset'].iloc[0], short=True)})"
 
 
 def _firsts(df, layers=5):
@@ -176,8 +178,9 @@ def mnist_text_compare(df) -> pd.DataFrame:
     best = lambda t, m: t.loc[t[m].idxmax()] if len(t) else None  # noqa: E731
     # a best of our bottom-up models says over how many it is taken: at a budget with only part of the
     # grid (the paper budget's one 5-layer VAE+BN+WU) it is not the paper's best of every variant and depth
-    of = "" if not len(vae) else (f" (the only bottom-up model at {vae['budget'].iloc[0]})" if len(vae) == 1
-                                  else f" (best of {len(vae)} bottom-up models at {vae['budget'].iloc[0]})")
+    at = "" if not len(vae) else describe_budget(vae["budget"].iloc[0], "mnist", short=True)
+    of = "" if not len(vae) else (f" (the only bottom-up model trained for {at})" if len(vae) == 1
+                                  else f" (best of {len(vae)} bottom-up models trained for {at})")
     ours = {
         ("test L_1", "LVAE+BN+WU"): (best(lvae5, "test_L1"), "test_L1"),
         ("test L_1", "best VAE (3 layers)"): (best(vae, "test_L1"), "test_L1"),
@@ -218,7 +221,7 @@ def table1_compare(df) -> pd.DataFrame:
     base = "LVAE, 5-layer"
     larger = [r for r in means.itertuples() if r.finetune == "" and BUDGET_ORDER.index(r.budget) < BUDGET_ORDER.index(budget)] \
         if budget else []
-    extra = [(f"{base}, {r.budget} budget", dict((n, v) for n, v, _ in paper.TABLE1)[base], r) for r in larger]
+    extra = [(f"{base}, {describe_budget(r.budget, 'mnist', short=True)}", dict((n, v) for n, v, _ in paper.TABLE1)[base], r) for r in larger]
     rows = []
     for name, value, r in [(n, v, ours.get(n)) for n, v, _ in paper.TABLE1] + [(control, None, ours.get(control))] + extra:
         rows.append({"model": name, "paper": value, "ours": round(r.test_LK, 2) if r else None,
@@ -613,7 +616,7 @@ def train_above_test(df) -> str:
             continue
         e = e[e["test_elbo"].notna()]
         over = (e["train_elbo"] > e["test_elbo"]).to_numpy()
-        key = f"{r['variant']} ({r['budget']} budget"
+        key = f"{r['variant']} ({describe_budget(r['budget'], r['dataset'], short=True)}"
         if len(over) and over[-1]:
             first = 0 if over.all() else len(over) - int(np.argmin(over[::-1]))
             above.setdefault(key, []).append(int(e["epoch"].iloc[first]))
@@ -659,8 +662,8 @@ def _claim_list(df):
         (("fig3", "fig7"), "LVAE+BN+WU beats the best VAE of the same depth on test L_1 (MNIST, 2-5 layers)",
          _per_depth(df, "test_L1", lv)),
         (("fig3", "fig7"), "... and on test L_K, the estimate of log p(x)", _per_depth(df, "test_LK", lv)),
-        (("fig3", "table1"), f"L_K still rises past K = {NESTED_K} (the paper's K against the cpu budget's, on the same "
-                             "LVAE+BN+WU, 5 layers): a cpu L_1000 understates it",
+        (("fig3", "table1"), f"L_K still rises past K = {NESTED_K} (the paper's K against the 200-epoch runs', on the same "
+                             "LVAE+BN+WU, 5 layers): a 200-epoch run's L_1000 understates it",
          [("", _pair(nested, lv, lv, "test_LK", metric_b=f"test_L{NESTED_K}") if len(nested := _with(df, f"test_L{NESTED_K}_per_image")) else None)]),
         (("fig3",), "the LVAE's bound is tighter: L_K - L_1 smaller than VAE+BN+WU's (5 layers)",
          [("", _pair(df, lv, "VAE+BN+WU", "bound_gap", -1))]),
@@ -799,7 +802,7 @@ def result_in_words(claims_table: pd.DataFrame, df: pd.DataFrame) -> str:
     if len(rows):
         r = rows.iloc[0]
         out.append(f"The central claim, that the LVAE beats the best VAE on the likelihood, is **{r['verdict']}** at "
-                   f"the {r['budget']} budget ({r['interval (A - B, 95%)'].split(';')[-1].strip()})"
+                   f"{describe_budget(r['budget'])} ({r['interval (A - B, 95%)'].split(';')[-1].strip()})"
                    + (f"; the paper's own difference: {r['the paper' + chr(39) + 's effect'].split(': ', 1)[-1]}."
                       if r["the paper's effect"] else "."))
     # each claim at the largest budget that could test it (else its largest budget)
@@ -812,7 +815,8 @@ def result_in_words(claims_table: pd.DataFrame, df: pd.DataFrame) -> str:
                + ", ".join(f"{counts[v]} {plural[v]}" for v in plural if v in counts) + ".")
     fails = first[first["verdict"] == ev.FAILS]
     if len(fails):
-        out.append("Those that do not hold: " + "; ".join(f"{c.rstrip('.')} ({b})" for c, b in zip(fails["claim"], fails["budget"]))
+        out.append("Those that do not hold: " + "; ".join(f"{c.rstrip('.')} ({describe_budget(b)})"
+                                                          for c, b in zip(fails["claim"], fails["budget"]))
                    + ".")
     return " ".join(out)
 

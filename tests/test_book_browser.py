@@ -115,6 +115,8 @@ def test_every_page(site, browser):
     assert not missing, f"chapters missing from the navigation: {missing}"
 
 
+PHONE_TEXT_PX = 8  # the smallest figure text on a 420 px phone (book/_static/lvae.css keeps figures above it)
+
 # what a reader sees, measured in the page (issue 20): one JS pass per page and width
 READER_JS = r"""() => {
   const vw = window.innerWidth, art = document.querySelector('article') || document.body;
@@ -137,10 +139,26 @@ READER_JS = r"""() => {
     return {w: Math.round(t.getBoundingClientRect().width), box: box.clientWidth,
             head: [...t.querySelectorAll('th')].slice(0, 3).map(h => h.innerText).join(' | ')};
   }).filter(r => r.w > r.box + 1);
+  // an equation or table wider than the column must scroll inside a box of its own, and begin inside it
+  // (a centred equation wider than its box would be cut at its left edge)
+  const scrolls = e => { for (let a = e; a && a !== art; a = a.parentElement)
+    if (/(auto|scroll)/.test(getComputedStyle(a).overflowX) && a.scrollWidth > a.clientWidth) return a; return null; };
+  const col = art.getBoundingClientRect();
+  const cut_off = [...art.querySelectorAll('mjx-container[display="true"], table')].filter(e => e.offsetParent).filter(e => {
+    const r = e.getBoundingClientRect(), box = scrolls(e);
+    if (r.width <= col.width + 1) return false;
+    return !box || r.left < box.getBoundingClientRect().left - 1;
+  }).map(e => e.tagName + ': ' + e.innerText.slice(0, 40));
   const params = [...document.querySelectorAll('.tag_parameters')].filter(e => e.offsetParent !== null).length;
   const cut = [...art.querySelectorAll('td, th')].map(c => c.innerText.trim()).filter(t => /(…|\.\.\.)$/.test(t));
+  // a budget named by its bare name, which the tables also use for the published numbers ("paper")
+  const bare = [...art.querySelectorAll('td, th')].filter(c => !c.querySelector('code'))
+    .map(c => c.innerText.trim()).filter(t => /^(cpu|smoke|budget)$/.test(t));  // "paper" heads the published numbers
+  const bare_paper = [...art.querySelectorAll('table')].filter(t => [...t.querySelectorAll('th')]
+    .some(h => /^(budget|trained for)$/.test(h.innerText.trim())) && [...t.querySelectorAll('td')]
+    .some(c => /^(paper|cpu|smoke)$/.test(c.innerText.trim()))).length;
   const cites = [...art.querySelectorAll('a[href*="references.html#"]')].map(a => a.getAttribute('href').split('#')[1]);
-  return {body_px, imgs, pre_overflow, wide_tables, params, cut, cites, page_overflow: document.documentElement.scrollWidth - vw,
+  return {body_px, imgs, pre_overflow, wide_tables, params, cut, cites, bare, bare_paper, cut_off, page_overflow: document.documentElement.scrollWidth - vw,
           text: art.innerText};
 }"""
 
@@ -162,7 +180,15 @@ def test_what_a_reader_sees(site, browser):
             if m["params"]:
                 failures.append(f"{rel}: a parameter cell is visible")
             failures += [f"{rel}: table cell cut short: {t!r}" for t in m["cut"]]
-            if width != 1400:
+            failures += [f"{rel}: a table names a budget by its bare name: {t!r}" for t in m["bare"]]
+            if m["bare_paper"]:
+                failures.append(f"{rel}: a table's budget column holds a bare budget name (\"paper\" is also the published numbers)")
+            failures += [f"{rel} at {width} px: cut off, not scrolling in its own box: {t!r}" for t in m["cut_off"]]
+            if width != 1400:  # a phone: figures scroll in their box rather than shrink below 8 px text
+                for im in m["imgs"]:
+                    if (text_px := plots.FONT_PT * plots.DPI / 72 * im["shown"] / im["nat"]) < PHONE_TEXT_PX and im["nat"] > 500:
+                        failures.append(f"{rel} at {width} px: {im['src']} is shrunk to {im['shown']:.0f} px, its text "
+                                        f"{text_px:.1f} px")
                 continue
             cited |= set(m["cites"])
             failures += [f"{rel}: code runs off the column: {t!r}" for t in m["pre_overflow"]]
@@ -175,13 +201,13 @@ def test_what_a_reader_sees(site, browser):
                     failures.append(f"{rel}: {im['src']} is shrunk to {im['shown']:.0f} of {im['nat']} px: its text "
                                     f"is {text_px:.1f} px against the body's {m['body_px']:.1f} px")
                 if rel in ("intro.html", "index.html"):  # the report's figure pasted on the first page; its caption is the text
-                    if "budget" not in m["text"]:
+                    if not re.search(r"\d+ epochs", m["text"]):
                         failures.append("intro.html: the pasted result figure has no line naming its budget")
                 elif im["caption"] is None:
                     failures.append(f"{rel}: {im['src']} has no caption")
                 elif re.match(r"\s*Fig\. \d+", im["caption"]):  # Sphinx's own count beside the paper's number
                     failures.append(f"{rel}: the caption of {im['src']} starts with a sequential number: {im['caption'][:40]!r}")
-                elif rel != "notebooks/ladder_merge.html" and "budget" not in im["caption"]:
+                elif rel != "notebooks/ladder_merge.html" and not re.search(r"\d+ epochs", im["caption"]):
                     failures.append(f"{rel}: the caption of {im['src']} names no budget: {im['caption'][:80]!r}")
         page.close()
     # every citation points at an entry of the bibliography

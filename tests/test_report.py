@@ -203,7 +203,7 @@ def test_reproduction_table_puts_ours_beside_every_printed_number():
     assert ft["ours"] == -82.9 and ft["our metric"] == "test L_1000"
     assert pd.isna(ft["ours - paper"])  # L_1000 against the paper's L_5000: no difference is computed
     best = t[(t["metric"] == "test L_1") & (t["model"] == "best VAE (3 layers)")].iloc[0]
-    assert best["ours"] == -88.0 and best["our model"] == "VAE+BN+WU, 5 layers (best of 4 bottom-up models at cpu)"  # its depth, and over how many
+    assert best["ours"] == -88.0 and best["our model"] == "VAE+BN+WU, 5 layers (best of 4 bottom-up models trained for 200 epochs)"  # its depth, and over how many
     assert t[t["model"] == "LVAE, 5-layer + finetuning + IW=10"]["ours"].isna().all()
     assert not t["model"].str.contains("control").any()  # the paper prints no control: not a row here
     t1 = report.table1_compare(table(PAPERLIKE)).set_index("model")
@@ -264,10 +264,10 @@ def test_headline_rows_take_the_paper_budget_where_it_exists(tmp_path):
     assert lvae.loc["LVAE, 5-layer", "ours"] == -83.3
     # ... and the paper budget's base follows, last, named with its budget
     last = t1.iloc[-1]
-    assert last["model"] == "LVAE, 5-layer, paper budget" and last["ours"] == -82.3
+    assert last["model"] == "LVAE, 5-layer, 2000 epochs" and last["ours"] == -82.3
     assert last["budget"] == "paper" and last["paper"] == -82.12
     rep = report.reproduction_table(df).set_index(["from", "model"])
-    assert rep.loc[("Table 1", "LVAE, 5-layer, paper budget"), "ours - paper"] == \
+    assert rep.loc[("Table 1", "LVAE, 5-layer, 2000 epochs"), "ours - paper"] == \
         pytest.approx(-0.18)  # same K: a difference
     assert pd.isna(rep.loc[("Table 1", "LVAE, 5-layer"), "ours - paper"])  # cpu's L_1000 against L_5000: none
     c = report.claims(df).set_index(["claim", "budget"])
@@ -276,7 +276,7 @@ def test_headline_rows_take_the_paper_budget_where_it_exists(tmp_path):
     vae5 = [("mnist", "VAE+BN+WU", 5, "", -86.0, -83.0, AU5, KL5)]
     both = pd.concat([df, table(vae5, tmp_path / "paper-vae").assign(budget="paper", K=5000)], ignore_index=True)
     best = report.mnist_text_compare(both).set_index(["metric", "model"]).loc[("test L_1", "best VAE (3 layers)")]
-    assert best["budget"] == "paper" and best["ours: model"] == "VAE+BN+WU, 5 layers (the only bottom-up model at paper)"
+    assert best["budget"] == "paper" and best["ours: model"] == "VAE+BN+WU, 5 layers (the only bottom-up model trained for 2000 epochs)"
 
 
 def test_fig2_draws_a_panel_per_budget_on_its_own_epochs():
@@ -289,7 +289,7 @@ def test_fig2_draws_a_panel_per_budget_on_its_own_epochs():
     fig = plots.training_curves({"cpu": {"VAE+BN+WU": [run(200, -88), run(200, -88.2)]},
                                  "paper": {"LVAE+BN+WU": [run(2000, -85)], "VAE+BN+WU": [run(2000, -86)]}})
     axes = fig.axes
-    assert [a.get_title() for a in axes] == ["budget cpu", "budget paper"]
+    assert [a.get_title() for a in axes] == ["200 epochs", "2000 epochs (the paper's protocol)"]
     assert axes[0].get_xlim()[1] < 250 and axes[1].get_xlim()[1] > 1900  # each budget on its own epochs
     assert axes[0].get_ylim() == axes[1].get_ylim() and axes[0].get_ylim()[1] > -85  # one scale, the best seen
     one = plots.training_curves({"cpu": {"VAE+BN+WU": [run(200, -88)]}, "paper": {}})  # no paper record yet
@@ -368,7 +368,7 @@ def test_the_k_gap_is_read_from_records_that_keep_l1000(tmp_path):
     mean, lo, hi = (float(v) for v in g.iloc[0, -1].replace("[", "").replace("]", "").replace(",", "").split())
     assert abs(mean - 0.1) < 0.01 and lo < 0.1 < hi and hi - lo < 0.02
     c = report.claims(df).set_index("claim")
-    claim = f"L_K still rises past K = {NESTED_K} (the paper's K against the cpu budget's, on the same LVAE+BN+WU, 5 layers): a cpu L_1000 understates it"
+    claim = f"L_K still rises past K = {NESTED_K} (the paper's K against the 200-epoch runs', on the same LVAE+BN+WU, 5 layers): a 200-epoch run's L_1000 understates it"
     assert c.loc[claim, "verdict"] == "holds" and "+0.10 [" in c.loc[claim, "interval (A - B, 95%)"]
     assert verdicts(table(PAPERLIKE, tmp_path / "cpu"))[claim] == "not run"  # cpu records keep no nested L_1000
 
@@ -432,8 +432,8 @@ def test_fig2s_over_fitting_claim_reads_the_slope_of_test_l1_late_in_training(tm
     words = report.train_above_test(_curve_rows(tmp_path / "d", [0.5, -0.05]))
     # train starts 1 nat below test and rises twice as fast: at +0.5 per 100 epochs it overtakes test after
     # epoch 200 (the first evaluation at or past it is 200, where they tie, so 220) and stays above
-    assert "Test lies above train at the end for LVAE+BN+WU (paper budget)" in words
-    assert "Train ends above test, and stays above, for LVAE+BN+WU (paper budget, from epoch 220)" in words
+    assert "Test lies above train at the end for LVAE+BN+WU (2000 epochs)" in words
+    assert "Train ends above test, and stays above, for LVAE+BN+WU (2000 epochs, from epoch 220)" in words
 
 
 def test_table2_is_the_papers_grid_with_ours_under_each_printed_value(tmp_path):
