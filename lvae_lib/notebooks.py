@@ -216,9 +216,9 @@ def table(df, drop=()):
 
     df = df.drop(columns=list(drop))
     if "budget" in df:
-        by_name = {d.display_name: d.name for d in DATASETS.values()}
-        ds = df["dataset"] if "dataset" in df else df["dataset_name"].map(by_name) if "dataset_name" in df else [None] * len(df)
-        df = df.assign(budget=[describe_budget(b, d if isinstance(d, str) else None) if isinstance(b, str) and b else ""
+        key = {**{d.display_name: d.name for d in DATASETS.values()}, **{k: k for k in DATASETS}}  # else: no dataset
+        ds = df["dataset"] if "dataset" in df else df["dataset_name"] if "dataset_name" in df else [None] * len(df)
+        df = df.assign(budget=[describe_budget(b, key.get(d)) if isinstance(b, str) and b else ""
                                for b, d in zip(df["budget"], ds)]).rename(columns={"budget": "trained for"})
     for c in df.columns[[isinstance(t, pd.Int64Dtype) for t in df.dtypes]]:  # na_rep does not reach pd.NA
         df[c] = df[c].astype(object).where(df[c].notna(), "")
