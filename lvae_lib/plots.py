@@ -10,7 +10,6 @@ from .distributions import precision_weighted_merge
 from . import paper
 from .config import VARIANTS as _TABLE
 from .experiments import BUDGET_ORDER, describe_budget
-from .report import shown_as
 
 VARIANTS = tuple(_TABLE)  # in the table's order: the order of every legend
 COLORS = {n: v.color for n, v in _TABLE.items()}
@@ -279,7 +278,7 @@ def layers_figure(df, variants=None, also=None):
                 e = extra[(extra["variant"] == v) & (extra["finetune"] == "")]
                 # a little to the right of the paper's open circle at the same depth, so neither hides the other
                 ax.scatter(e["layers"] + STAR_SHIFT, e[metric], marker="*", s=140, color=COLORS[v], edgecolor="k", zorder=5,
-                           label=f"ours, {v}, {describe_budget(e['budget'].iloc[0], e['dataset'].iloc[0], short=True)}"
+                           label=f"{v}, {describe_budget(e['budget'].iloc[0], e['dataset'].iloc[0], short=True)}"
                                  f" (c: K = {int(e['K'].iloc[0])})" if len(e) else None)
         ax.set_title(METRIC_TITLES[metric].replace("{K}", "{%d}" % k))
         ax.set_xlabel("layers")
@@ -381,12 +380,14 @@ def layer_bars(df, column: str, ylabel: str, chance: float | None = None):
         sd = vals.std(0, ddof=1) if len(vals) > 1 else None
         ax.bar(np.arange(1, vals.shape[1] + 1) + (j - (len(models) - 1) / 2) * w, vals.mean(0), w, yerr=sd,
                capsize=2, color=COLORS[v], hatch="///" if b != budgets[0] else None, edgecolor="white", lw=0,
-               label=shown_as(df, v, b) + (f" ({len(vals)} seeds)" if len(vals) > 1 else ""))
+               label=", ".join([v] + ([describe_budget(b, d["dataset"].iloc[0], short=True)] if len(budgets) > 1 else [])
+                               + ([f"{len(vals)} seeds"] if len(vals) > 1 else [])))
     if chance is not None:
         ax.axhline(chance, color="0.3", ls="--", lw=1, label="chance")
     ax.set_xticks(range(1, 6), [f"i={i}" for i in range(1, 6)])
     ax.set_ylabel(ylabel)
-    ax.legend(ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.0))  # above the bars, never over them
+    ax.legend(ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.0),  # above the bars, never over them
+              fontsize="small" if len(budgets) > 1 else None)  # the budgets' names make it wider than the axes
     fig.tight_layout()
     return fig
 

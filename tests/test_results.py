@@ -158,7 +158,7 @@ def test_figures_draw_the_paper_budgets_models_beside_their_own(tmp_path):
     assert report.shown_as(df, "LVAE+BN+WU", "cpu") == "LVAE+BN+WU"  # one budget: the variant alone
     ax = plots.layer_kl_figure(both).axes[0]
     labels = ax.get_legend_handles_labels()[1]
-    assert labels[-1] == "LVAE+BN+WU (2000 epochs)" and len(labels) == 5
+    assert labels[-1] == "LVAE+BN+WU, 2000 epochs" and len(labels) == 5
     hatched = [p for p in ax.patches if p.get_hatch()]
     assert len(hatched) == 5 and all(p.get_height() == 2.0 for p in hatched)  # the paper model's 5 layers
     at_paper = both[both["budget"] == "paper"]
