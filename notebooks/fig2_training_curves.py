@@ -29,7 +29,7 @@ show("fig2", fig, caption)
 # ```{glue:figure} fig2
 # :alt: Figure 2: L_1 during training, train and test, per variant
 #
-# **Figure 2.** Train (full) and test (dashed) $\mathcal{L}_1$ of the 5-layer MNIST models during training; with several seeds, their mean and a band from the lowest to the highest seed. The paper trains for 2000 epochs, so a shorter budget's curves end lower than the paper's; where some models have been trained at the `paper` budget, they have a panel of their own. {glue:text}`fig2_caption`
+# **Figure 2.** Train (full) and test (dashed) $\mathcal{L}_1$ of the 5-layer MNIST models during training; with several seeds, their mean and a band from the lowest to the highest seed. The paper trains for 2000 epochs, so a shorter budget's curves end lower than the paper's; where some models have been trained for 2000 epochs (the paper's protocol), they have a panel of their own. {glue:text}`fig2_caption`
 # ```
 
 # %% [markdown]

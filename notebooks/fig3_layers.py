@@ -34,7 +34,7 @@ show("fig3", fig, caption)
 # ```
 
 # %% [markdown]
-# The numbers the paper states in its text, beside ours: each from a `paper`-budget record where one
+# The numbers the paper states in its text, beside ours: each from a record trained for 2000 epochs (the paper's protocol) where one
 # exists (the `budget` column says which), else from the figure's budget.
 
 # %%

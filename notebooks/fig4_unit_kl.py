@@ -29,7 +29,7 @@ show("fig4", fig, caption)
 # ```{glue:figure} fig4
 # :alt: Figure 4: KL of every latent unit at five epochs
 #
-# **Figure 4.** log KL$[q|p]$ of every latent unit of the 5-layer MNIST models (columns; one panel per layer, each drawn the same width whatever its number of units, the units sorted by their final KL) at five epochs (rows); white units are inactive. The paper shows the same units over 2000 epochs, each layer as wide as its number of units. Where some models exist at the `paper` budget, they follow as rows of their own, named with it. {glue:text}`fig4_caption`
+# **Figure 4.** log KL$[q|p]$ of every latent unit of the 5-layer MNIST models (columns; one panel per layer, each drawn the same width whatever its number of units, the units sorted by their final KL) at five epochs (rows); white units are inactive. The paper shows the same units over 2000 epochs, each layer as wide as its number of units. Where some models have been trained for 2000 epochs (the paper's protocol), they follow as rows of their own, named "(2000 epochs)". {glue:text}`fig4_caption`
 # ```
 
 # %% [markdown]

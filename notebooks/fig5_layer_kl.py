@@ -28,7 +28,7 @@ show("fig5", fig, caption)
 # ```{glue:figure} fig5
 # :alt: Figure 5: KL per layer, bars per variant
 #
-# **Figure 5.** KL$[q_i|p_i]$ of each layer $i$ of the 5-layer MNIST models, averaged over the test set; with several seeds, the mean and ±1 sd. The paper prints no values for this figure. Hatched: models at the `paper` budget, where some exist, beside the others. {glue:text}`fig5_caption`
+# **Figure 5.** KL$[q_i|p_i]$ of each layer $i$ of the 5-layer MNIST models, averaged over the test set; with several seeds, the mean and ±1 sd. The paper prints no values for this figure. Hatched: models trained for 2000 epochs (the paper's protocol), where some exist, beside the others. {glue:text}`fig5_caption`
 # ```
 
 # %% [markdown]

@@ -29,7 +29,7 @@ show("fig6", fig, caption)
 # ```{glue:figure} fig6
 # :alt: Figure 6: PCA of the latent samples per layer, coloured by digit
 #
-# **Figure 6.** The first two principal components of one sample $z_i \sim q(z_i|\cdot)$ per test image (2,000 images) of each layer (columns) and 5-layer model (rows), coloured by digit. Rows named with the `paper` budget are the models trained at it so far. {glue:text}`fig6_caption`
+# **Figure 6.** The first two principal components of one sample $z_i \sim q(z_i|\cdot)$ per test image (2,000 images) of each layer (columns) and 5-layer model (rows), coloured by digit. Rows named "(2000 epochs)" are the models trained with the paper's protocol so far. {glue:text}`fig6_caption`
 # ```
 
 # %% [markdown]
@@ -54,7 +54,7 @@ show("fig6_knn", fig, plots.caption(knn, "The first 2,000 test images; the same 
 #
 # **Class separation in Figure 6, measured.** For each layer $i$ and 5-layer model, the fraction of
 # test images whose 10 nearest neighbours in the PCA plane of $z_i$ are mostly of their own digit;
-# with several seeds, the mean and ±1 sd. Hatched: models at the `paper` budget. Dashed: chance. {glue:text}`fig6_knn_caption`
+# with several seeds, the mean and ±1 sd. Hatched: models trained for 2000 epochs (the paper's protocol). Dashed: chance. {glue:text}`fig6_knn_caption`
 # ```
 
 # %% [markdown]

@@ -33,7 +33,7 @@ for ds, key in (("mnist", "fig9"), ("omniglot28", "fig10")):
 #
 # **Figure 9.** MNIST: a) test images, b) the 5-layer LVAE+BN+WU's reconstructions $\mathbb{E}[x|z_1]$,
 # c) its samples and d) those of the 5-layer VAE+BN+WU, drawn ancestrally from $p(z_5)$ down and shown as
-# Bernoulli means; panels after d), where they exist, are the same models' samples at the `paper` budget.
+# Bernoulli means; panels after d), where they exist, are the same models' samples after 2000 epochs (the paper's protocol).
 # {glue:text}`fig9_caption`
 # ```
 #

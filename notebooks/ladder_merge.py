@@ -52,6 +52,22 @@ show("merge", fig, "")
 # ```
 
 # %% [markdown]
+# Slide through the ratio yourself (every frame is drawn in advance, so this works offline):
+
+# %% tags=["remove-input", "remove-output", "nbval-ignore-output"]
+from IPython.display import HTML
+
+show("merge_slider", HTML(plots.merge_slider(mu_hat=mu_hat)), "")
+
+# %% [markdown]
+# ```{glue:figure} merge_slider
+# :alt: The precision-weighted merge with a slider over the ratio of prior to bottom-up precision
+#
+# **The merge, interactive.** The ratio $\sigma_p^2/\hat\sigma^2$ from 1/16 to 16 by factors of two (the
+# player's slider and buttons); the title gives the posterior's mean and variance at each.
+# ```
+
+# %% [markdown]
 # When the bottom-up estimate is vague (left), the posterior stays close to the prior; when it is
 # sharp (right), the data dominate. A unit whose upward pass carries no information therefore falls
 # back on the generative model's own prediction instead of on an unrelated standard normal.

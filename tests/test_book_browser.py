@@ -146,15 +146,19 @@ READER_JS = r"""() => {
   const col = art.getBoundingClientRect();
   const cut_off = [...art.querySelectorAll('mjx-container[display="true"], table')].filter(e => e.offsetParent).filter(e => {
     const r = e.getBoundingClientRect(), box = scrolls(e);
-    if (r.width <= col.width + 1) return false;
-    return !box || r.left < box.getBoundingClientRect().left - 1;
-  }).map(e => e.tagName + ': ' + e.innerText.slice(0, 40));
+    if (r.width > col.width + 1) return !box || r.left < box.getBoundingClientRect().left - 1;
+    const left = Math.min(r.left, ...[...e.querySelectorAll('*')].map(k => k.getBoundingClientRect())
+      .filter(k => k.width > 0).map(k => k.left));
+    return left < r.left - 1 || (e.scrollWidth > e.clientWidth + 1 && !/(auto|scroll)/.test(getComputedStyle(e).overflowX));
+  }).map(e => e.tagName + ': ' + e.innerText.replace(/\s+/g, ' ').slice(0, 40));
   const params = [...document.querySelectorAll('.tag_parameters')].filter(e => e.offsetParent !== null).length;
   const cut = [...art.querySelectorAll('td, th')].map(c => c.innerText.trim()).filter(t => /(…|\.\.\.)$/.test(t));
   // a budget column holding a bare budget name, which the tables also use for the published numbers ("paper")
-  const bare_paper = [...art.querySelectorAll('table')].filter(t => [...t.querySelectorAll('th')]
-    .some(h => /^(budget|trained for)$/.test(h.innerText.trim())) && [...t.querySelectorAll('td')]
-    .some(c => !c.querySelector('code') && /^(paper|cpu|smoke)$/.test(c.innerText.trim()))).length;
+  const bare_paper = [...art.querySelectorAll('table')].filter(t => {
+    const col = [...t.querySelectorAll('thead th, tr:first-child th')].findIndex(h => /^(budget|trained for)$/.test(h.innerText.trim()));
+    return col >= 0 && [...t.querySelectorAll('tbody tr')].some(r => { const c = r.children[col];
+      return c && !c.querySelector('code') && /^(paper|cpu|smoke)$/.test(c.innerText.trim()); });
+  }).length;
   const cites = [...art.querySelectorAll('a[href*="references.html#"]')].map(a => a.getAttribute('href').split('#')[1]);
   return {body_px, imgs, pre_overflow, wide_tables, params, cut, cites, bare_paper, cut_off, page_overflow: document.documentElement.scrollWidth - vw,
           text: art.innerText};
