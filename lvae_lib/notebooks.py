@@ -17,6 +17,7 @@ import platform
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 from tqdm import tqdm
@@ -123,12 +124,12 @@ def execute_notebook(path: str | Path, out: str | Path | None = None, parameters
     os.close(fd)
     try:
         with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as used:
-            old, os.environ[USED_ENV] = os.environ.get(USED_ENV), used.name  # the kernel inherits it
-            try:
+            # the kernel inherits the environment: where to list the records it reads, and one torch thread
+            # unless OMP_NUM_THREADS says otherwise, as in CI's nbval (sampled pictures depend on the thread count)
+            kernel_env = {USED_ENV: used.name, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+            with mock.patch.dict(os.environ, kernel_env):
                 pm.execute_notebook(str(path), tmp, parameters=parameters or {}, kernel_name="python3",
                                     cwd=str(cwd or path.parent), progress_bar=False)
-            finally:
-                os.environ.pop(USED_ENV) if old is None else os.environ.__setitem__(USED_ENV, old)
             records = list({line: None for line in used.read().splitlines()})  # each once, in order
         nb = nbformat.read(tmp, as_version=4)
         nb.metadata["lvae"] = execution_info(nb.metadata.get("papermill", {}), declared, parameters or {},
