@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import blended_transform_factory
 import numpy as np
 import pandas as pd
 
@@ -447,29 +449,38 @@ def image_grid(panels: dict, shape=(28, 28), ncol=8, nrow=4):
 BUDGET_COLORS = {"paper": "#d62728", "cpu": "#1f77b4", "smoke": "#7f7f7f"}
 
 
+def _dot_label(r) -> str:
+    """``model: metric``, and ``ours: <model>`` below it where our model is not the one the paper names."""
+    label, ours = f"{r['model']}: {r['our metric'].replace('test ', '')}", str(r["our model"]).split(" (")[0]
+    return label if not ours or ours.startswith(r["model"].split(" (")[0]) else f"{label}\nours: {ours}"
+
+
 def paper_vs_ours(table):
     """The result at a glance: every number the paper prints that we have (rows of
     :func:`lvae_lib.report.reproduction_table`), the paper's as an open circle and ours as a dot coloured
-    by its budget with +-1 sd over seeds; one panel per dataset, whose scales differ."""
+    by its budget with +-1 sd over seeds; one panel per dataset, whose scales differ, its key above it.
+    A row whose model of ours is not the one the paper names (its best VAE) names ours on a second line."""
     t = table[table["ours"].notna()]
     if not len(t):
         return _nothing()
     groups = list(t.groupby("dataset", sort=False))
-    heights = [len(g) for _, g in groups]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(WIDTH, 0.42 * sum(heights) + 1.2 * len(groups) + 0.6),
+    heights = [len(g) + 1.5 for _, g in groups]  # the key above each panel
+    fig, axes = plt.subplots(len(groups), 1, figsize=(WIDTH, 0.42 * sum(heights) + 0.9 * len(groups)),
                              squeeze=False, gridspec_kw={"height_ratios": heights})
     for ax, (dataset, g) in zip(axes[:, 0], groups):
         y = np.arange(len(g))[::-1]
         sd = g["our sd"].astype(float).fillna(0)  # NaN for one seed: no bar
+        ax.scatter(g["paper"].astype(float), y, s=60, facecolor="none", edgecolor="k", zorder=4, label="the paper")
         for b in BUDGET_ORDER:
             m = (g["budget"] == b).values
             if m.any():
                 ax.errorbar(g["ours"].astype(float)[m], y[m], xerr=sd[m], fmt="o", color=BUDGET_COLORS[b], capsize=3,
-                            label=f"ours, budget {b}")
-        ax.scatter(g["paper"].astype(float), y, s=60, facecolor="none", edgecolor="k", zorder=4, label="paper")
-        ax.set_yticks(y, [f"{r['model']}: {r['our metric'].replace('test ', '')}" for _, r in g.iterrows()])
-        ax.set_title(dataset, loc="left")
+                            label=f"ours, {describe_budget(b)}")
+        ax.set_yticks(y, [_dot_label(r) for _, r in g.iterrows()])
+        ax.legend(title=dataset, loc="lower left", ncol=3, frameon=False, alignment="left", borderaxespad=0.2,
+                  handletextpad=0.3, columnspacing=1.0,  # from the figure's left edge, just above the panel
+                  bbox_to_anchor=(0.01, 1.0), bbox_transform=blended_transform_factory(fig.transFigure, ax.transAxes))
         ax.set_xlabel("test log-likelihood (nats)")
-    _figure_legend(fig, axes[:, 0])
-    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))  # tick labels that never touch
+    fig.tight_layout()
     return fig

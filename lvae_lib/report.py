@@ -460,7 +460,7 @@ def compare(a, b, metric: str, side: int = 1, metric_b: str | None = None):
 
 
 def _seed_noise(rows, metric: str, n: int):
-    """(sd over seeds, its degrees of freedom, n, budget) of ``metric`` for the model of ``rows``: from its
+    """(sd over seeds, its degrees of freedom, n, the budget described, e.g. "200 epochs") of ``metric`` for the model of ``rows``: from its
     own seeds where it has two or more, else from the seeds of the same model at another budget
     (``noise_rows``, set by :func:`claims`); None where neither exists or the metric cannot be read there."""
     own = rows if len(rows) >= 2 else rows["noise_rows"].iloc[0] if "noise_rows" in rows else None
@@ -470,7 +470,7 @@ def _seed_noise(rows, metric: str, n: int):
         v = np.array([METRICS[metric][0](r) for _, r in own.iterrows()], np.float64)
     except (KeyError, TypeError):  # e.g. a nested L_1000 that records of that budget do not keep
         return None
-    return float(v.std(ddof=1)), len(v) - 1, n, str(own["budget"].iloc[0])
+    return float(v.std(ddof=1)), len(v) - 1, n, describe_budget(own["budget"].iloc[0], own["dataset"].iloc[0], short=True)
 
 
 def _noise_rows(sub, df):

@@ -143,7 +143,7 @@ def test_one_seed_a_side_borrows_the_seed_noise_of_another_budget(tmp_path):
         df = pd.concat([paper, seeds(cpu, tmp_path / f"cpu{spread}", shifts=(0.0, spread, -spread))], ignore_index=True)
         c = report.claims(df).set_index(["claim", "budget"]).loc[(central, "paper")]
         assert c["verdict"] == verdict, spread
-        assert "over 10,000 images, with the seed noise measured at cpu" in c["interval (A - B, 95%)"]
+        assert "over 10,000 images, with the seed noise measured at 200 epochs" in c["interval (A - B, 95%)"]
         assert c["ours"].endswith("(VAE+BN+WU, the only VAE run)")  # the paper budget's "best VAE" is one model
     cpu_row = report.claims(table(PAPERLIKE)).set_index(["claim", "budget"]).loc[(central, "cpu"), "ours"]
     assert "L=5: -83.30 vs -83.40 (VAE+BN+WU, best of 3)" in cpu_row and "(VAE+BN+WU, the only VAE run)" in cpu_row
@@ -277,6 +277,23 @@ def test_headline_rows_take_the_paper_budget_where_it_exists(tmp_path):
     both = pd.concat([df, table(vae5, tmp_path / "paper-vae").assign(budget="paper", K=5000)], ignore_index=True)
     best = report.mnist_text_compare(both).set_index(["metric", "model"]).loc[("test L_1", "best VAE (3 layers)")]
     assert best["budget"] == "paper" and best["ours: model"] == "VAE+BN+WU, 5 layers (the only bottom-up model trained for 2000 epochs)"
+    # the dot plot names our model where it is not the paper's, keys each panel above it, never with a bare budget name
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lvae_lib import plots
+
+    fig = plots.paper_vs_ours(report.reproduction_table(both))
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    mnist = fig.axes[0]
+    ticks = [t.get_text() for t in mnist.get_yticklabels()]
+    assert "best VAE (3 layers): L_1\nours: VAE+BN+WU, 5 layers" in ticks and "LVAE+BN+WU: L_1" in ticks
+    key = mnist.get_legend()
+    assert key.get_title().get_text() == "MNIST"
+    assert [t.get_text() for t in key.get_texts()] == ["the paper", "ours, the paper's protocol", "ours, 1/10 of the paper's epochs"]
+    assert key.get_window_extent(r).y0 >= mnist.get_window_extent(r).y1 - 1  # just above its own panel ...
+    assert key.get_window_extent(r).x1 <= fig.bbox.x1  # ... and within the figure
 
 
 def test_fig2_draws_a_panel_per_budget_on_its_own_epochs():
