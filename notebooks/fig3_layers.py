@@ -34,8 +34,8 @@ show("fig3", fig, caption)
 # ```
 
 # %% [markdown]
-# The numbers the paper states in its text, beside ours: each from a record trained for 2000 epochs (the paper's protocol) where one
-# exists (the `budget` column says which), else from the figure's budget.
+# The numbers the paper states in its text, beside ours: each from a record trained for 2000 epochs (the paper's
+# protocol) where one exists (the *trained for* column says which), else from the figure's budget.
 
 # %%
 table(report.mnist_text_compare(collect("fig3", ("paper", df.attrs["budget"]), results_dir or None)))
@@ -52,7 +52,7 @@ report.layers_table(df, "test_LK")
 # The claims of this figure, decided on every committed record of every seed by the intervals of
 # {ref}`the verdict rule <verdicts>`: *holds* only when each interval of the difference lies on the
 # claimed side, *not resolved* when one contains zero, *untested* when none can be formed; the last
-# column says whether the paper's own difference lies inside our interval. At the `smoke` budget a
+# column says whether the paper's own difference lies inside our interval. A smoke test's
 # verdict says nothing about the method.
 
 # %%

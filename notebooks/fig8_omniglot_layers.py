@@ -42,7 +42,7 @@ report.layers_table(df, "test_LK")
 # The claims of this figure, decided on every committed record of every seed by the intervals of
 # {ref}`the verdict rule <verdicts>`: *holds* only when each interval of the difference lies on the
 # claimed side, *not resolved* when one contains zero, *untested* when none can be formed; the last
-# column says whether the paper's own difference lies inside our interval. At the `smoke` budget a
+# column says whether the paper's own difference lies inside our interval. A smoke test's
 # verdict says nothing about the method.
 
 # %%

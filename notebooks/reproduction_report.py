@@ -49,9 +49,10 @@ show("result", fig, caption)
 # :alt: The paper's numbers against ours, per dataset
 #
 # **Paper against ours.** Open circles: the paper's values ($\mathcal{L}_{5000}$, or $\mathcal{L}_1$
-# where the row says so); dots: ours with ±1 sd over seeds, coloured by budget. Our $K$ is named on each
-# row; $\mathcal{L}_K$ rises with $K$, so an $\mathcal{L}_{1000}$ leans below the paper's $\mathcal{L}_{5000}$,
-# and a shorter budget trains for fewer epochs. {glue:text}`result_caption`
+# where the row says so); dots: ours with ±1 sd over seeds, coloured by how long they trained (each panel's
+# key is above it). Our $K$ is named on each row, and our model on a second line where it is not the one the
+# paper names; $\mathcal{L}_K$ rises with $K$, so an $\mathcal{L}_{1000}$ leans below the paper's
+# $\mathcal{L}_{5000}$, and a model trained for fewer epochs lies lower still. {glue:text}`result_caption`
 # ```
 #
 # And every claim of the paper that the records test, with the verdict of {ref}`the verdict rule <verdicts>`

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from lvae_lib import analysis, plots
+from lvae_lib.experiments import describe_budget
 from lvae_lib.notebooks import show, trained_models
 
 plots.style()
@@ -32,8 +33,7 @@ for v, rec in records.items():
           f"(record {rec.key})")
 x = torch.from_numpy(data[:24].astype(np.float32) / 255.0)  # the first 24 binarised test images
 to_u8 = lambda a: (np.asarray(a) * 255).round().astype(np.uint8)  # noqa: E731
-caption = "; ".join(f"{v}: the {r.budget} budget, {r.epochs} epochs, seed {r.run.seed}" for v, r in records.items()) + "."
-caption = caption[0].upper() + caption[1:]
+caption = "; ".join(f"{v}: {describe_budget(r.budget, r.run.dataset)}, seed {r.run.seed}" for v, r in records.items()) + "."
 
 # %% tags=["remove-output"]
 torch.manual_seed(0)
