@@ -326,3 +326,60 @@ def modes_table(results_dir=None, device: str = "cpu") -> pd.DataFrame:
                         "compile s": df["compile_s"].round(0).astype(int)})
     return out.reset_index(drop=True)
 
+
+# ----------------------------------------------------------------------------- readers of the bench and the run times
+def bench_table(results_dir=None) -> pd.DataFrame:
+    """The rows written by ``python -m lvae_lib bench`` (``results/bench/*.csv``), one table."""
+    from .experiments import DEFAULT_RESULTS
+
+    files = [f for f in sorted((Path(results_dir or DEFAULT_RESULTS) / "bench").glob("*.csv"))
+             if not f.stem.endswith("-profile")]
+    if not files:
+        return pd.DataFrame()
+    cols = {"device": "device", "what": "what", "model": "model", "impl": "how", "ms_per_step": "ms a step",
+            "images_per_s": "images/s", "gflops": "GFLOP/s", "pct_peak": "% of peak",
+            "speedup_vs_reference": "× reference"}
+    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    if "precision" in df.columns:  # the step modes have a table of their own (bench.modes_table)
+        df = df[df["precision"].isna()]
+    df = df[[c for c in cols if c in df.columns]].rename(columns=cols)
+    df["device"] = df["device"].str.replace(" 80GB HBM3", "", regex=False)  # the column stays narrow
+    return df.round(1).reset_index(drop=True)
+
+
+def bench_profile(results_dir=None, device: str = "cpu") -> pd.DataFrame:
+    """The top operators of a training step written by ``bench --profile`` (``results/bench/<device>-profile.csv``)."""
+    from .experiments import DEFAULT_RESULTS
+
+    f = Path(results_dir or DEFAULT_RESULTS) / "bench" / f"{device}-profile.csv"
+    return pd.read_csv(f).round(3) if f.exists() else pd.DataFrame()
+
+
+def run_times(df, smoke: bool = False) -> pd.DataFrame:
+    """Measured training time of each record: budget, model, epochs, minutes, seconds per epoch, hardware
+    (``smoke`` records, seconds each, are left out unless asked for)."""
+    if len(df) and not smoke:
+        df = df[df["budget"] != "smoke"]
+    if not len(df):
+        return pd.DataFrame()
+    out = df.assign(model=df["variant"] + "-L" + df["layers"].astype(str) + df["finetune"].map(lambda f: f" {f}" if f else ""),
+                    minutes=(df["train_seconds"] / 60).round(1),
+                    s_per_epoch=(df["train_seconds"] / df["epochs"]).round(2))
+    out = out[["budget", "dataset_name", "model", "seed", "epochs", "minutes", "s_per_epoch", "device", "threads"]]
+    return out.rename(columns={"dataset_name": "dataset", "s_per_epoch": "s an epoch"}).reset_index(drop=True)
+
+
+def budget_totals(df) -> pd.DataFrame:
+    """Total measured training hours per budget and dataset, and the number of records behind them.
+
+    A fine-tuned record's training time includes its base model's; where the base is a row of ``df``
+    too, it is counted once."""
+    if not len(df):
+        return pd.DataFrame()
+    ident = ["budget", "dataset", "variant", "layers", "seed"]
+    base = df[df["finetune"] == ""].set_index(ident)["train_seconds"]
+    shared = [base.get(tuple(r[c] for c in ident), 0.0) if r["finetune"] else 0.0 for _, r in df.iterrows()]
+    df = df.assign(train_seconds=df["train_seconds"] - shared)
+    g = df.groupby(["budget", "dataset_name"]).agg(records=("key", "size"), hours=("train_seconds", "sum"))
+    g["hours"] = (g["hours"] / 3600).round(2)
+    return g.reset_index()

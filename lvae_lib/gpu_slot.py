@@ -31,7 +31,6 @@ import shutil
 import sys
 import tarfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from . import experiments as E

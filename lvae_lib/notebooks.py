@@ -365,7 +365,7 @@ def ensure(target: str, budget: str = "default", device: str = "cpu", results_di
 
 def records(target: str = "all", results_dir=None, budgets=tuple(BUDGETS), seeds=SEEDS):
     """Every committed record of ``target``, of every budget and seed in ``budgets`` and ``seeds``: the
-    evidence the claims are decided on (:func:`lvae_lib.report.claims`). Trains nothing."""
+    evidence the claims are decided on (:func:`lvae_lib.claims.decide`). Trains nothing."""
     results_dir = results_dir or DEFAULT_RESULTS
     runs = [replace(r, seed=s) for s in seeds for r in runs_for(target)]
     frames = [df for name in budgets if len(df := results.Store(results_dir, name).table(runs, BUDGETS[name]))]

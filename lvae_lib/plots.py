@@ -12,6 +12,7 @@ from .distributions import precision_weighted_merge
 from . import paper
 from .config import VARIANTS as _TABLE
 from .experiments import BUDGET_ORDER, describe_budget
+from .frames import seed_mean
 
 VARIANTS = tuple(_TABLE)  # in the table's order: the order of every legend
 COLORS = {n: v.color for n, v in _TABLE.items()}
@@ -227,9 +228,8 @@ def paper_points(dataset: str) -> dict:
             if p["drawn_as"] is not None:
                 out.setdefault("test_L1" if p["metric"] == "test L_1" else "test_LK", []).append((p["drawn_as"], p["layers"], p["value"]))
         return out
-    from .report import TABLE2_DATA
 
-    table = {ours: name for name, ours in TABLE2_DATA.items()}.get(dataset)  # the Table 2 column ours fills
+    table = {ours: name for name, ours in paper.TABLE2_OURS.items()}.get(dataset)  # the Table 2 column ours fills
     if table is None:
         return {}
     return {"test_LK": [(v, L, x) for v, per_layer in paper.TABLE2[table].items()
@@ -253,7 +253,6 @@ def layers_figure(df, variants=None, also=None):
     model has several seeds, its mean with an error bar of +-1 sd over the seeds. ``also``: records of
     a larger budget for some of these models (the paper budget's), drawn over the lines as stars. The
     paper's printed values for these panels (:func:`paper_points`) are drawn as open circles."""
-    from .report import seed_mean
 
     variants = variants or [v for v in VARIANTS if v in set(df["variant"])]
     if not len(df):

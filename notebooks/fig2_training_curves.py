@@ -13,13 +13,13 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import plots, report
+from lvae_lib import claims, plots, report
 from lvae_lib.notebooks import beside_paper, ensure, records, show, table
 
 plots.style()
 df = beside_paper(ensure("fig2", budget, device, results_dir, progress=progress, seed=seed))
 caption = plots.caption(df, "5-layer models; train L_1 is the running mean over each epoch (train mode, fresh binarization).")
-caption = report.train_above_test(df) + " " + caption  # from the records: where train ends above test
+caption = claims.train_above_test(df) + " " + caption  # from the records: where train ends above test
 
 # %% tags=["remove-output"]
 fig = plots.training_curves({b: report.curves(df[df["budget"] == b]) for b in dict.fromkeys(df["budget"])})
@@ -54,4 +54,4 @@ table(df[["budget", "variant", "layers", "seed", "train_L1", "test_L1"]].round(2
 # verdict says nothing about the method.
 
 # %%
-table(report.claims(records("fig2", results_dir or None), "fig2"), drop=["figure"])
+table(claims.decide(records("fig2", results_dir or None), "fig2"), drop=["figure"])

@@ -14,7 +14,7 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import plots, report
+from lvae_lib import claims, plots, report
 from lvae_lib.notebooks import collect, ensure, records, show, table
 
 plots.style()
@@ -56,4 +56,4 @@ report.layers_table(df, "test_LK")
 # verdict says nothing about the method.
 
 # %%
-table(report.claims(records("fig3", results_dir or None), "fig3"), drop=["figure"])
+table(claims.decide(records("fig3", results_dir or None), "fig3"), drop=["figure"])

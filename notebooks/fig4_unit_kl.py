@@ -14,7 +14,7 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import plots, report
+from lvae_lib import claims, plots, report
 from lvae_lib.notebooks import beside_paper, ensure, records, show, table
 
 plots.style()
@@ -38,7 +38,7 @@ show("fig4", fig, caption)
 # which in a hierarchy also counts units collapsed onto their conditional prior (see {doc}`../evaluation`):
 
 # %%
-table(report.active_units_table(df))
+table(claims.active_units_table(df))
 
 # %% [markdown]
 # ## What our run shows
@@ -50,4 +50,4 @@ table(report.active_units_table(df))
 # verdict says nothing about the method.
 
 # %%
-table(report.claims(records("fig4", results_dir or None), "fig4"), drop=["figure"])
+table(claims.decide(records("fig4", results_dir or None), "fig4"), drop=["figure"])

@@ -13,7 +13,7 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import plots, report
+from lvae_lib import claims, plots, report
 from lvae_lib.notebooks import beside_paper, ensure, records, show, table
 
 plots.style()
@@ -70,4 +70,4 @@ if wu_curves:
 # verdict says nothing about the method.
 
 # %%
-table(report.claims(records("fig5", results_dir or None), "fig5"), drop=["figure"])
+table(claims.decide(records("fig5", results_dir or None), "fig5"), drop=["figure"])

@@ -13,7 +13,7 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import plots, report
+from lvae_lib import claims, plots, report
 from lvae_lib.notebooks import beside_paper, ensure, records, show, table
 
 plots.style()
@@ -64,4 +64,4 @@ show("fig6_knn", fig, plots.caption(knn, "The first 2,000 test images; the same 
 # {ref}`the verdict rule <verdicts>`: per test image (is it classified right?) and over seeds.
 
 # %%
-table(report.claims(records("fig6", results_dir or None), "fig6"), drop=["figure"])
+table(claims.decide(records("fig6", results_dir or None), "fig6"), drop=["figure"])

@@ -12,7 +12,7 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import plots, report
+from lvae_lib import claims, plots, report
 from lvae_lib.notebooks import ensure, records, show, table
 
 plots.style()
@@ -43,4 +43,4 @@ report.layers_table(df, "test_L1")
 # verdict says nothing about the method.
 
 # %%
-table(report.claims(records("fig7", results_dir or None), "fig7"), drop=["figure"])
+table(claims.decide(records("fig7", results_dir or None), "fig7"), drop=["figure"])

@@ -15,7 +15,7 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import plots, report
+from lvae_lib import claims, plots, report
 from lvae_lib.notebooks import ensure, records, show, table
 
 plots.style()
@@ -46,4 +46,4 @@ report.layers_table(df, "test_LK")
 # verdict says nothing about the method.
 
 # %%
-table(report.claims(records("fig8", results_dir or None), "fig8"), drop=["figure"])
+table(claims.decide(records("fig8", results_dir or None), "fig8"), drop=["figure"])

@@ -35,7 +35,7 @@
 results_dir = ""  # empty: the results folder of the repository
 
 # %% tags=["hide-input"]
-from lvae_lib import report
+from lvae_lib import bench
 from lvae_lib.notebooks import collect, table
 
 df = collect("all", results_dir=results_dir or None)
@@ -61,7 +61,7 @@ df = collect("all", results_dir=results_dir or None)
 # did not finish any.
 
 # %%
-table(report.bench_table(results_dir or None))
+table(bench.bench_table(results_dir or None))
 
 # %% [markdown]
 # `pct_peak` is the achieved matmul rate (FLOPs counted by PyTorch's FLOP counter, divided by the
@@ -69,7 +69,7 @@ table(report.bench_table(results_dir or None))
 # (`bench --profile`, torch.profiler's self time per operator, top 15):
 
 # %%
-table(report.bench_profile(results_dir or None))
+table(bench.bench_profile(results_dir or None))
 
 # %% [markdown]
 # ## A faster step, and whether it changes the results
@@ -124,10 +124,10 @@ Markdown(f"**bf16 on a CPU**: {fidelity.decide(fid)[1]}.")
 # the run; two one-thread runs share the 2-core machine):
 
 # %%
-table(report.budget_totals(df))
+table(bench.budget_totals(df))
 
 # %%
-table(report.run_times(df))
+table(bench.run_times(df))
 
 # %% [markdown]
 # ## Several runs at once, and clusters

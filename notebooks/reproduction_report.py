@@ -15,14 +15,14 @@ budgets = "paper,cpu,smoke"  # budgets to draw records from, in order of prefere
 results_dir = ""  # empty: the results folder of the repository
 
 # %% tags=["hide-input"]
-from lvae_lib import plots, report
+from lvae_lib import claims, plots, report
 from lvae_lib.notebooks import collect, records, show, table
 from myst_nb import glue
 
 plots.style()  # tables show every character of a cell
 df = collect("all", budgets.split(","), results_dir or None)
 reproduction = report.reproduction_table(df)
-claims = report.claims(records("all", results_dir or None))
+verdicts = claims.decide(records("all", results_dir or None))
 caption = plots.caption(df) if len(df) else "no records yet"
 
 # %% [markdown]
@@ -33,7 +33,7 @@ caption = plots.caption(df) if len(df) else "no records yet"
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 
-words = report.result_in_words(claims, df)
+words = claims.result_in_words(verdicts, df)
 glue("result_in_words", Markdown(words))  # shown here ...
 glue("result_in_words_text", words.replace("**", ""), display=False)  # ... and pasted atop the book's first page
 
@@ -59,7 +59,7 @@ show("result", fig, caption)
 # (the evidence and its intervals are in the last section):
 
 # %%
-summary = table(claims[["figure", "claim", "budget", "verdict"]])
+summary = table(verdicts[["figure", "claim", "budget", "verdict"]])
 glue("claims_summary", summary)  # shown here, and pasted on the book's first page
 
 # %% [markdown]
@@ -86,14 +86,14 @@ print("Not run here (no record; the paper's values are in Table 2's chapter): " 
 # samples, so the gap is known for that very model:
 
 # %% tags=["hide-input"]
-gaps = report.k_gap(df)
+gaps = claims.k_gap(df)
 table(gaps) if len(gaps) else print("No record with K > 1000 is committed yet (the paper-budget runs are under way).")
 
 # %% [markdown]
 # ## The paper's claims, tested on our records
 
 # %%
-table(claims)
+table(verdicts)
 
 # %% [markdown]
 # ## Deviations from the paper, all of them deliberate

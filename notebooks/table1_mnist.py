@@ -13,7 +13,7 @@ results_dir = ""  # empty: the results folder of the repository
 progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
-from lvae_lib import plots, report
+from lvae_lib import claims, plots, report
 from lvae_lib.notebooks import ensure, records, table
 
 plots.style()
@@ -39,4 +39,4 @@ table(report.table1_compare(ours))
 # verdict says nothing about the method.
 
 # %%
-table(report.claims(records("table1", results_dir or None), "table1"), drop=["figure"])
+table(claims.decide(records("table1", results_dir or None), "table1"), drop=["figure"])

@@ -18,7 +18,7 @@ progress = False  # progress bars while training missing runs
 # %% tags=["hide-input", "remove-output"]
 from IPython.display import Markdown
 
-from lvae_lib import plots, report
+from lvae_lib import claims, plots, report
 from lvae_lib.notebooks import ensure, records, table
 
 plots.style()
@@ -44,4 +44,4 @@ table(report.table2_grid(df))
 # verdict says nothing about the method.
 
 # %%
-table(report.claims(records("table2", results_dir or None), "table2"), drop=["figure"])
+table(claims.decide(records("table2", results_dir or None), "table2"), drop=["figure"])

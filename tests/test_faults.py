@@ -274,7 +274,7 @@ def test_a_hand_edited_or_misplaced_record_is_named_and_not_used(tmp_path):
     import json
     import shutil
 
-    from lvae_lib import experiments as E, report
+    from lvae_lib import claims, experiments as E
     from lvae_lib.results import BadRecord, Store
 
     b = E.get_budget("smoke")
@@ -293,7 +293,7 @@ def test_a_hand_edited_or_misplaced_record_is_named_and_not_used(tmp_path):
         df = store.table([lv, va], b)
     assert list(df["variant"]) == ["VAE+BN+WU"] and len(df.attrs["bad_records"]) == 1
     df.attrs["results_dir"] = str(tmp_path)
-    assert report.claims(df).set_index("claim").loc["... and on test L_K, the estimate of log p(x)", "verdict"] == "not run"
+    assert claims.decide(df).set_index("claim").loc["... and on test L_K, the estimate of log p(x)", "verdict"] == "not run"
     # a record copied into another model's folder is named, not shown as NaN
     shutil.rmtree(store.path(lv, lv.key(b)))
     shutil.copytree(store.path(va, va.key(b)), store.path(lv, lv.key(b)))
@@ -375,7 +375,7 @@ def test_evaluate_names_a_broken_config(tmp_path, capsys):
 
 
 def test_a_figure_whose_records_are_all_missing_says_so_instead_of_failing(tmp_path):
-    from lvae_lib import experiments as E, plots, report
+    from lvae_lib import claims, experiments as E, plots, report
     from lvae_lib.results import Store
 
     df = Store(tmp_path, "cpu").table(E.runs_for("fig3"), E.get_budget("cpu"))  # as when the data cannot be found
@@ -384,7 +384,7 @@ def test_a_figure_whose_records_are_all_missing_says_so_instead_of_failing(tmp_p
     for make in (lambda: plots.layers_figure(df), lambda: plots.training_curves({"cpu": report.curves(df)}),
                  lambda: plots.layer_kl_figure(df), lambda: plots.unit_kl_figure(report.snapshots(df)),
                  lambda: plots.pca_figure(*report.projections(df)), lambda: report.layers_table(df),
-                 lambda: report.mnist_text_compare(df), lambda: report.claims(df, "fig3")):
+                 lambda: report.mnist_text_compare(df), lambda: claims.decide(df, "fig3")):
         make()
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lvae_lib import evidence, paper, report
+from lvae_lib import bench, claims, evidence, paper, report
 
 
 SPREAD = 2.0  # sd of the per-image difference of two good models (nats), as in the cpu records
@@ -58,7 +58,7 @@ PAPERLIKE = [
 
 
 def verdicts(df):
-    c = report.claims(df)
+    c = claims.decide(df)
     return dict(zip(c["claim"], c["verdict"]))
 
 
@@ -99,7 +99,7 @@ def test_the_interval_rule_and_a_bare_comparison_disagree_on_a_tie_and_a_hundred
         rows = [("mnist", "VAE+BN+WU", 5, "", -88.0, -83.40, AU5, KL5),
                 ("mnist", "LVAE+BN+WU", 5, "", -87.4, -83.40 + lead, AU5, KL5)]
         df = table(rows, tmp_path / f"lead{lead}", n=10_000)
-        c = report.claims(df).set_index("claim")
+        c = claims.decide(df).set_index("claim")
         assert -83.40 + lead >= -83.40  # the old rule: "holds"
         assert c.loc[central, "verdict"] == "not resolved"
         assert "over 10,000 images" in c.loc[central, "interval (A - B, 95%)"]
@@ -115,7 +115,7 @@ def test_a_lead_the_images_resolve_but_the_seeds_do_not_is_not_resolved(tmp_path
     central = "... and on test L_K, the estimate of log p(x)"
     assert verdicts(table(rows, tmp_path / "one", n=10_000))[central] == "holds"  # 0.2 nats, +-0.04
     # three seeds whose spread (0.3 nats) swamps the 0.2-nat lead
-    c = report.claims(seeds(rows, tmp_path / "three", shifts=(0.0, 0.3, -0.3))).set_index("claim")
+    c = claims.decide(seeds(rows, tmp_path / "three", shifts=(0.0, 0.3, -0.3))).set_index("claim")
     assert c.loc[central, "verdict"] == "not resolved"
     assert "over 3 seeds" in c.loc[central, "interval (A - B, 95%)"]
 
@@ -141,15 +141,15 @@ def test_one_seed_a_side_borrows_the_seed_noise_of_another_budget(tmp_path):
     cpu = [("mnist", v, 5, "", l1 - 1, lk - 1, AU5, KL5) for _, v, _, _, l1, lk, _, _ in rows]
     for spread, verdict in ((0.3, "not resolved"), (0.01, "holds")):
         df = pd.concat([paper, seeds(cpu, tmp_path / f"cpu{spread}", shifts=(0.0, spread, -spread))], ignore_index=True)
-        c = report.claims(df).set_index(["claim", "budget"]).loc[(central, "paper")]
+        c = claims.decide(df).set_index(["claim", "budget"]).loc[(central, "paper")]
         assert c["verdict"] == verdict, spread
         assert "over 10,000 images, with the seed noise measured at 200 epochs" in c["interval (A - B, 95%)"]
         assert c["ours"].endswith("(VAE+BN+WU, the only VAE run)")  # the paper budget's "best VAE" is one model
-    cpu_row = report.claims(table(PAPERLIKE)).set_index(["claim", "budget"]).loc[(central, "cpu"), "ours"]
+    cpu_row = claims.decide(table(PAPERLIKE)).set_index(["claim", "budget"]).loc[(central, "cpu"), "ours"]
     assert "L=5: -83.30 vs -83.40 (VAE+BN+WU, best of 3)" in cpu_row and "(VAE+BN+WU, the only VAE run)" in cpu_row
     # one model against itself (the K gap) has no seed noise to borrow: the images decide
-    assert "seed noise" not in report.compare(paper.iloc[[1]], paper.iloc[[1]], "test_LK", metric_b="test_L1")[0] + \
-        str(report.compare(paper.iloc[[1]], paper.iloc[[1]], "test_LK", metric_b="test_L1")[1])
+    assert "seed noise" not in claims.compare(paper.iloc[[1]], paper.iloc[[1]], "test_LK", metric_b="test_L1")[0] + \
+        str(claims.compare(paper.iloc[[1]], paper.iloc[[1]], "test_LK", metric_b="test_L1")[1])
 
 
 def test_depth_is_judged_step_by_step(tmp_path):
@@ -183,12 +183,12 @@ def test_fig7_claim_lvae_without_batch_norm(tmp_path):
     assert verdicts(table(PAPERLIKE + [nobn], tmp_path / "b"))[claim] == "holds"
     better = nobn[:5] + (-83.0,) + nobn[6:]  # now above the LVAE+BN+WU's -83.3
     assert verdicts(table(PAPERLIKE + [better], tmp_path / "c"))[claim] == "does not hold"
-    c = report.claims(table(PAPERLIKE + [nobn]), "fig7")
+    c = claims.decide(table(PAPERLIKE + [nobn]), "fig7")
     assert claim in set(c["claim"]) and "L=5: -90.00 vs -83.30" in c.set_index("claim").loc[claim, "ours"]
 
 
 def test_claims_of_one_figure(tmp_path):
-    c = report.claims(table(PAPERLIKE, tmp_path), "fig4")
+    c = claims.decide(table(PAPERLIKE, tmp_path), "fig4")
     assert len(c) == 2 and (c["figure"] == "fig4").all()
 
 
@@ -217,23 +217,23 @@ def test_claims_never_compare_across_budgets(tmp_path):
     smoke2 = [("mnist", "LVAE+BN+WU", 2, "", -460.0, -450.0, [0, 0], [0.0, 0.0])]
     df = pd.concat([table(cpu5, tmp_path / "cpu"), table(smoke2, tmp_path / "smoke").assign(budget="smoke")],
                    ignore_index=True)
-    c = report.claims(df).set_index("claim")
+    c = claims.decide(df).set_index("claim")
     depth = c.loc["the LVAE improves with each added layer, 2→3→4→5 (test L_1, as the paper's text)"]
     assert depth["verdict"] == "not run"  # 5 layers at cpu, 2 layers at smoke: not comparable
     bn = c.loc["batch norm raises the test likelihood of the 5-layer VAE"]
     assert bn["budget"] == "cpu" and bn["verdict"] == "holds"
-    assert list(report.claims(df.iloc[:0]).columns) == report.CLAIM_COLUMNS
+    assert list(claims.decide(df.iloc[:0]).columns) == claims.CLAIM_COLUMNS
 
 
 def test_compute_totals_count_a_fine_tuned_models_base_once():
     df = table(PAPERLIKE)  # 60 s each; the ft record's 60 s stand for base + fine-tuning
     df.loc[df["finetune"] == "ft", "train_seconds"] = 60.0 + 36.0
     df.loc[df["finetune"] == "ft-control", "train_seconds"] = 60.0 + 24.0
-    tot = report.budget_totals(df).set_index("dataset_name")
+    tot = bench.budget_totals(df).set_index("dataset_name")
     n_mnist = (df["dataset"] == "mnist").sum()
     assert tot.loc["MNIST", "records"] == n_mnist
     assert tot.loc["MNIST", "hours"] == round(((n_mnist - 2) * 60.0 + 36.0 + 24.0) / 3600, 2)
-    alone = report.budget_totals(df[df["finetune"] == "ft"])  # without its base: all of it counts
+    alone = bench.budget_totals(df[df["finetune"] == "ft"])  # without its base: all of it counts
     assert alone["hours"].iloc[0] == round(96.0 / 3600, 2)
 
 
@@ -270,7 +270,7 @@ def test_headline_rows_take_the_paper_budget_where_it_exists(tmp_path):
     assert rep.loc[("Table 1", "LVAE, 5-layer, 2000 epochs"), "ours - paper"] == \
         pytest.approx(-0.18)  # same K: a difference
     assert pd.isna(rep.loc[("Table 1", "LVAE, 5-layer"), "ours - paper"])  # cpu's L_1000 against L_5000: none
-    c = report.claims(df).set_index(["claim", "budget"])
+    c = claims.decide(df).set_index(["claim", "budget"])
     assert ("... and on test L_K, the estimate of log p(x)", "cpu") in c.index  # cpu keeps its own verdicts
     # the paper's "best VAE" is a best over our bottom-up models of one budget: the row says over how many
     vae5 = [("mnist", "VAE+BN+WU", 5, "", -86.0, -83.0, AU5, KL5)]
@@ -373,18 +373,18 @@ def test_the_k_gap_is_read_from_records_that_keep_l1000(tmp_path):
     from lvae_lib.experiments import NESTED_K
 
     rows = [("mnist", "LVAE+BN+WU", 5, "", -85.5, -82.3, AU5, KL5), ("mnist", "VAE+BN+WU", 5, "", -86.0, -83.0, AU5, KL5)]
-    assert report.k_gap(table(rows, tmp_path / "plain").assign(budget="paper", K=5000)).empty  # none keeps L_1000
-    assert report.k_gap(pd.DataFrame()).empty  # an empty store
+    assert claims.k_gap(table(rows, tmp_path / "plain").assign(budget="paper", K=5000)).empty  # none keeps L_1000
+    assert claims.k_gap(pd.DataFrame()).empty  # an empty store
     df = table(rows, tmp_path / "nested", n=10_000).assign(budget="paper", K=5000)
     a = dict(np.load(Path(df["path"][0]) / "arrays.npz"))
     rng = np.random.default_rng(1)
     np.savez(Path(df["path"][0]) / "arrays.npz", **a,
              **{f"test_L{NESTED_K}_per_image": a["test_LK_per_image"] - 0.1 + rng.normal(0, 0.2, 10_000)})
-    g = report.k_gap(df)
+    g = claims.k_gap(df)
     assert list(g["model"]) == ["MNIST LVAE+BN+WU, 5 layers"] and g["K"][0] == 5000
     mean, lo, hi = (float(v) for v in g.iloc[0, -1].replace("[", "").replace("]", "").replace(",", "").split())
     assert abs(mean - 0.1) < 0.01 and lo < 0.1 < hi and hi - lo < 0.02
-    c = report.claims(df).set_index("claim")
+    c = claims.decide(df).set_index("claim")
     claim = f"L_K still rises past K = {NESTED_K} (the paper's K against the 200-epoch runs', on the same LVAE+BN+WU, 5 layers): a 200-epoch run's L_1000 understates it"
     assert c.loc[claim, "verdict"] == "holds" and "+0.10 [" in c.loc[claim, "interval (A - B, 95%)"]
     assert verdicts(table(PAPERLIKE, tmp_path / "cpu"))[claim] == "not run"  # cpu records keep no nested L_1000
@@ -399,12 +399,12 @@ def test_untested_apart_from_not_resolved_and_the_papers_effect_against_ours(tmp
     with_images = table(rows[:2], tmp_path / "a", n=10_000)
     without = table(rows[2:]).drop(columns=[]).assign(layers=[4, 4])
     df = pd.concat([with_images, without], ignore_index=True)
-    c = report.claims(df).set_index("claim")
+    c = claims.decide(df).set_index("claim")
     central = c.loc["... and on test L_K, the estimate of log p(x)"]
     assert central["verdict"] == "not resolved"  # L=5 straddles; L=4 has no interval
     assert central["interval (A - B, 95%)"].count("untested") == 1 and "L=4: untested" in central["interval (A - B, 95%)"]
     assert central["the paper's effect"].startswith("L=5: +0.62 lies outside our [")
-    only_counts = report.claims(table(rows[2:])).set_index("claim")
+    only_counts = claims.decide(table(rows[2:])).set_index("claim")
     assert only_counts.loc["... and on test L_K, the estimate of log p(x)", "verdict"] == "untested"
     assert evidence.verdict([]) == evidence.UNTESTED
     assert evidence.combine([evidence.UNTESTED, evidence.HOLDS]) == evidence.OPEN
@@ -434,11 +434,10 @@ def _curve_rows(tmp_path, slopes, variant="LVAE+BN+WU", budget="paper"):
 def test_fig2s_over_fitting_claim_reads_the_slope_of_test_l1_late_in_training(tmp_path):
     """A test curve still rising holds, one falling does not (its slope is recovered), a flat one is not
     resolved; and the caption says where train ends above test."""
-    from lvae_lib import report
 
     def trend(name, slopes):
         (tmp_path / name).mkdir()
-        return report._late_trend(_curve_rows(tmp_path / name, slopes))
+        return claims._late_trend(_curve_rows(tmp_path / name, slopes))
 
     _, (iv,), v = trend("a", [0.05, 0.07])
     assert v == "holds" and iv.mean == pytest.approx(0.06, abs=2e-3) and "2 seed(s)" in iv.what
@@ -446,7 +445,7 @@ def test_fig2s_over_fitting_claim_reads_the_slope_of_test_l1_late_in_training(tm
     assert v == "does not hold" and iv.mean == pytest.approx(-0.05, abs=2e-3)
     assert trend("c", [0.0])[2] == "not resolved"
     (tmp_path / "d").mkdir()
-    words = report.train_above_test(_curve_rows(tmp_path / "d", [0.5, -0.05]))
+    words = claims.train_above_test(_curve_rows(tmp_path / "d", [0.5, -0.05]))
     # train starts 1 nat below test and rises twice as fast: at +0.5 per 100 epochs it overtakes test after
     # epoch 200 (the first evaluation at or past it is 200, where they tie, so 220) and stays above
     assert "Test lies above train at the end for LVAE+BN+WU (2000 epochs)" in words
@@ -456,7 +455,6 @@ def test_fig2s_over_fitting_claim_reads_the_slope_of_test_l1_late_in_training(tm
 def test_table2_is_the_papers_grid_with_ours_under_each_printed_value(tmp_path):
     """One row per variant and source, one column per depth; every printed paper value in its cell, ours
     (a seed mean, two decimals) under it; K as an integer; a dataset with no data named once, with why."""
-    from lvae_lib import report
 
     rows = []
     for v in ("VAE", "VAE+BN", "VAE+BN+WU", "LVAE+BN+WU"):
@@ -495,7 +493,6 @@ def test_the_merge_figures_titles_and_legend_stay_apart():
 
 
 def test_fig5s_numbers_are_a_column_per_layer_with_no_negative_zero():
-    from lvae_lib import report
 
     df = pd.DataFrame({"budget": ["cpu"], "variant": ["VAE"], "seed": [0], "layer_kl": [[25.123, 3.0, -0.0001, 0.0, 1e-9]]})
     t = report.layer_kl_table(df)

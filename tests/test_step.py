@@ -49,10 +49,12 @@ def test_the_compiled_step_is_the_eager_one(name):
 def _assert_same_weights(got: dict, want: dict, batch_norm: bool):
     """Weights agree to rounding, but for the biases right before a batch norm (and their running means):
     batch norm removes them from the loss, so their gradients are rounding noise that Adam turns into
-    full-size steps (as in test_stacked)."""
+    full-size steps (as in test_stacked). The tolerance, 5e-5, is 1/60 of what three Adam steps of lr 1e-3 move a
+    weight: a wrong gradient moves it by ~1e-3; rounding through Adam's 1/sqrt(v) reached 1.1e-5 on one weight
+    element of 50,176 under torch 2.13 (inductor's fused kernels sum in another order)."""
     before_bn = {k for k in want if batch_norm and k.endswith((".0.bias", ".3.bias", "1.running_mean", "4.running_mean"))}
     torch.testing.assert_close({k: v for k, v in got.items() if k not in before_bn},
-                               {k: v for k, v in want.items() if k not in before_bn}, rtol=1e-4, atol=1e-5)
+                               {k: v for k, v in want.items() if k not in before_bn}, rtol=1e-4, atol=5e-5)
 
 
 @pytest.mark.slow
