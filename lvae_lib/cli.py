@@ -60,22 +60,23 @@ def device(text: str) -> str:
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
+    tc = TrainConfig()  # the defaults are the config's: one owner
     p.add_argument("--preset", default="LVAE+BN+WU", choices=sorted(PRESETS),
                    help="model variant as named in the paper's figures (default: %(default)s)")
     p.add_argument("--layers", type=count(1, 5), default=5, help="number of stochastic layers, 1-5 (default: %(default)s)")
     p.add_argument("--dataset", default="mnist", choices=list(DATASETS),
                    help="dataset (default: %(default)s); omniglot28 is the documented stand-in")
-    p.add_argument("--epochs", type=count(1), default=2000, help="training epochs (paper: 2000 MNIST/NORB, 1500 OMNIGLOT)")
+    p.add_argument("--epochs", type=count(1), default=tc.epochs, help="training epochs (paper: 2000 MNIST/NORB, 1500 OMNIGLOT)")
     p.add_argument("--warmup", type=count(0), default=200,
                    help="warm-up epochs N_t for presets with WU (paper: 200); ignored for presets without WU")
-    p.add_argument("--lr", type=real(0), default=1e-3, help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--batch-size", type=count(1), default=256, help="minibatch size (default: %(default)s)")
-    p.add_argument("--mc", type=count(1), default=1, help="Monte Carlo samples per example (fine-tuning: 10)")
-    p.add_argument("--iw", type=count(1), default=1, help="importance samples in the objective (fine-tuning: 10)")
-    p.add_argument("--eval-every", type=count(1), default=10, help="epochs between test L_1 / active-unit records")
-    p.add_argument("--train-subset", type=count(0), default=0, help="use only the first N training images (0: all)")
-    p.add_argument("--test-subset", type=count(0), default=0, help="use only the first N test images (0: all)")
-    p.add_argument("--seed", type=count(0), default=0)
+    p.add_argument("--lr", type=real(0), default=tc.lr, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--batch-size", type=count(1), default=tc.batch_size, help="minibatch size (default: %(default)s)")
+    p.add_argument("--mc", type=count(1), default=tc.mc_samples, help="Monte Carlo samples per example (fine-tuning: 10)")
+    p.add_argument("--iw", type=count(1), default=tc.iw_samples, help="importance samples in the objective (fine-tuning: 10)")
+    p.add_argument("--eval-every", type=count(1), default=tc.eval_every, help="epochs between test L_1 / active-unit records")
+    p.add_argument("--train-subset", type=count(0), default=tc.train_subset, help="use only the first N training images (0: all)")
+    p.add_argument("--test-subset", type=count(0), default=tc.test_subset, help="use only the first N test images (0: all)")
+    p.add_argument("--seed", type=count(0), default=tc.seed)
     p.add_argument("--no-share", action="store_true",
                    help="LVAE: separate top-down MLPs for inference (the authors' released code); default shares them")
     p.add_argument("--device", type=device, default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
@@ -90,7 +91,7 @@ def _add_step_args(p: argparse.ArgumentParser) -> None:
     """How the training step computes: one definition for `train` and `run`."""
     from .config import PRECISIONS
 
-    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+    p.add_argument("--precision", default=TrainConfig.precision, choices=list(PRECISIONS),
                    help="the training step's precision: " + "; ".join(f"{k}: {v}" for k, v in PRECISIONS.items())
                         + ". Part of the run's key, so records of each precision are kept apart (default: %(default)s)")
     p.add_argument("--compile", default=None, choices=list(COMPILE),

@@ -445,7 +445,7 @@ def image_grid(panels: dict, shape=(28, 28), ncol=8, nrow=4):
     return fig
 
 
-BUDGET_COLORS = {"paper": "#d62728", "cpu": "#1f77b4", "smoke": "#7f7f7f"}
+BUDGET_COLORS = dict(zip(BUDGET_ORDER, ("#d62728", "#1f77b4", "#7f7f7f")))  # the largest budget in red
 
 
 def _dot_label(r) -> str:

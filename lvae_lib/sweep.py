@@ -149,7 +149,7 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
     desc = (target if isinstance(target, str) else " ".join(target)) if names else "runs"
     bar = tqdm(total=len(todo), desc=f"{desc} [{b.name}]", unit="run",
                disable=not progress or not todo)
-    runner = _run_ray if backend == "ray" else _run_local
+    run_wave = _run_ray if backend == "ray" else _run_local  # (the module `runner` makes one record)
     on_term = signal.getsignal(signal.SIGTERM)
     in_main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
     if in_main:  # `kill <pid>` stops the workers too, as Ctrl-C does
@@ -168,9 +168,9 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
                         print(f"the stack of {', '.join(_name(r) for r in part)} failed ({type(e).__name__}: {e}); "
                               f"its runs train one by one")
                 if part:
-                    runner(part, b, store, report, bar, log_dir, jobs=jobs, device=device, threads=threads,
-                           num_gpus=num_gpus, retries=retries, address=address, work_dir=work_dir,
-                           data_root=data_root, inject=inject_fault, compile=compile)
+                    run_wave(part, b, store, report, bar, log_dir, jobs=jobs, device=device, threads=threads,
+                             num_gpus=num_gpus, retries=retries, address=address, work_dir=work_dir,
+                             data_root=data_root, inject=inject_fault, compile=compile)
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, on_term)
