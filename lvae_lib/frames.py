@@ -47,6 +47,7 @@ def fmt(mean, sd=float("nan"), n=1) -> str:
 
 @functools.lru_cache(maxsize=256)
 def arrays_at(path: str) -> dict:
+    """The arrays of the record in folder ``path`` (empty where it keeps none), read once."""
     f = Path(path) / "arrays.npz"
     if not f.exists():
         return {}

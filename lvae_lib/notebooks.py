@@ -399,8 +399,8 @@ def collect(target: str = "all", budgets=BUDGET_ORDER, results_dir=None, seeds=S
         df = results.Store(results_dir, b.name).table(todo, b)
         if len(df):
             frames.append(df)
-            done = set(df["run_obj"])
-            todo = [r for r in todo if r not in done]
+            done = set(zip(df["dataset"], df["label"], df["seed"]))  # a run, by its identity in the table
+            todo = [r for r in todo if (r.dataset, r.label, r.seed) not in done]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     df.attrs.update(results_dir=str(results_dir), budget="+".join(sorted(set(df["budget"]))) if len(df) else "none",
                     target=target)

@@ -9,13 +9,8 @@ from . import evidence as ev
 from .config import bottom_up
 from .experiments import BUDGET_ORDER, describe_budget
 from . import paper
-from .frames import fmt, knn, seed_mean
-from .results import Store, kl_snapshots
-
-
-def _store(df, row):
-    """The store holding ``row``'s record (rows of one table may come from different budgets)."""
-    return Store(df.attrs["results_dir"], row.budget if hasattr(row, "budget") else row["budget"])
+from .frames import arrays_at, fmt, knn, seed_mean
+from .results import Store, kl_snapshots, read_metrics
 
 
 def curves(df, layers=5) -> dict:
@@ -25,7 +20,7 @@ def curves(df, layers=5) -> dict:
         return out
     d = df[(df["layers"] == layers) & (df["finetune"] == "")]
     for r in d.itertuples():
-        out.setdefault(r.variant, []).append(_store(df, r).metrics(r.run_obj, r.key))
+        out.setdefault(r.variant, []).append(read_metrics(r.path))
     return out
 
 
@@ -79,7 +74,7 @@ def _firsts(df, layers=5):
 
 def snapshots(df, layers=5) -> dict:
     """model (:func:`shown_as`) -> {epoch: [per-unit KL per layer]} (Fig. 4)."""
-    return {shown_as(df, r.variant, r.budget): kl_snapshots(_store(df, r).arrays(r.run_obj, r.key))
+    return {shown_as(df, r.variant, r.budget): kl_snapshots(arrays_at(r.path))
             for r in _firsts(df, layers)} if len(df) else {}
 
 
@@ -87,7 +82,7 @@ def arrays(df, variant, layers=5, finetune="", budget=None) -> dict:
     """The arrays of the first record of a model in ``df`` (of ``budget``, where given)."""
     d = df if budget is None else df[df["budget"] == budget]
     r = d[(d["variant"] == variant) & (d["layers"] == layers) & (d["finetune"] == finetune)].iloc[0]
-    return _store(df, r).arrays(r["run_obj"], r["key"])
+    return arrays_at(r["path"])
 
 
 def projections(df, layers=5) -> tuple[dict, np.ndarray]:
@@ -95,7 +90,7 @@ def projections(df, layers=5) -> tuple[dict, np.ndarray]:
     projects the same first test images)."""
     out, labels = {}, None
     for r in (_firsts(df, layers) if len(df) else []):
-        a = _store(df, r).arrays(r.run_obj, r.key)
+        a = arrays_at(r.path)
         out[shown_as(df, r.variant, r.budget)] = [a[f"pca_l{i}"] for i in range(1, layers + 1)]
         labels = a.get("pca_labels")
     return out, labels

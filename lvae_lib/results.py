@@ -292,7 +292,7 @@ def kl_snapshots(arrays: dict) -> dict[int, list]:
 
 TABLE_COLUMNS = ["dataset", "dataset_name", "variant", "layers", "finetune", "seed", "label", "budget", "key",
                  "train_L1", "test_L1", "test_LK", "K", "active_units", "layer_kl", "train_seconds", "device",
-                 "threads", "epochs", "run_obj", "path"]
+                 "threads", "epochs", "path"]
 
 
 @contextlib.contextmanager
@@ -440,7 +440,7 @@ class Store:
             rows.append({**dataclasses.asdict(rec.run), "budget": rec.budget, "key": key, "train_L1": s.train_L1,
                          "test_L1": s.test_L1, "test_LK": s.test_LK, "K": s.K, "active_units": s.active_units,
                          "layer_kl": s.layer_kl, "train_seconds": pv.train_seconds, "device": pv.device,
-                         "threads": pv.threads, "epochs": rec.epochs, "run_obj": r, "path": rec.path})
+                         "threads": pv.threads, "epochs": rec.epochs, "path": str(rec.path)})
         df = pd.DataFrame(rows, columns=TABLE_COLUMNS if not rows else None)  # empty: still the columns
         df.attrs["bad_records"] = bad
         return df

@@ -292,7 +292,6 @@ def test_a_hand_edited_or_misplaced_record_is_named_and_not_used(tmp_path):
     with pytest.warns(UserWarning, match="checksum mismatch"):
         df = store.table([lv, va], b)
     assert list(df["variant"]) == ["VAE+BN+WU"] and len(df.attrs["bad_records"]) == 1
-    df.attrs["results_dir"] = str(tmp_path)
     assert claims.decide(df).set_index("claim").loc["... and on test L_K, the estimate of log p(x)", "verdict"] == "not run"
     # a record copied into another model's folder is named, not shown as NaN
     shutil.rmtree(store.path(lv, lv.key(b)))
