@@ -239,7 +239,7 @@ def cmd_run(a) -> int:
             return 2
         runs = [r for label in dict.fromkeys(a.only) for r in runs if r.label == label]  # in the order given
     runs = [replace(r, seed=s, precision=a.precision) for s in a.seed for r in runs]
-    from .notebooks import eta_hours
+    from .query import eta_hours
 
     b = E.get_budget(a.budget)
     todo = results.Store(a.results_dir or E.DEFAULT_RESULTS, b.name).missing(runs, b, a.refresh)

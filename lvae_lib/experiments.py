@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = ROOT / "results"
 DEFAULT_WORK = ROOT / "runs"  # checkpoints (git-ignored)
 # What the notebooks show by default: "auto" is, per figure, the largest budget whose records for that
-# figure are all committed (paper, then cpu), else smoke. See :func:`lvae_lib.notebooks.resolve_budget`.
+# figure are all committed (paper, then cpu), else smoke. See :func:`lvae_lib.query.resolve_budget`.
 DEFAULT_BUDGET = "auto"
 
 
@@ -94,7 +94,7 @@ def describe_budget(name: str, dataset: str | None = None, short: bool = False) 
 
 
 def get_budget(name: str) -> Budget:
-    """A budget by name (``smoke``, ``cpu``, ``paper``); for ``default``/``auto`` see :func:`lvae_lib.notebooks.resolve_budget`."""
+    """A budget by name (``smoke``, ``cpu``, ``paper``); for ``default``/``auto`` see :func:`lvae_lib.query.resolve_budget`."""
     if name in ("default", "auto"):
         raise KeyError(f"budget {name!r} depends on the figure: use resolve_budget(target, {name!r})")
     if name not in BUDGETS:

@@ -21,7 +21,7 @@ def seed_mean(df) -> pd.DataFrame:
     """One row per model (budget, dataset, variant, depth, fine-tuning): each summary number averaged
     over the model's seeds, with its sd (``<name>_sd``, NaN for one seed) and ``n_seeds``. The other
     columns (active units, layer KL, the record's path) are those of the model's first row, the
-    notebook's own seed (:func:`lvae_lib.notebooks.ensure` puts it first)."""
+    notebook's own seed (:meth:`lvae_lib.query.RecordSet.shown` puts it first)."""
     if not len(df):
         return df
     g = df.groupby(MODEL_KEYS, sort=False)

@@ -1,8 +1,5 @@
-"""What the figure notebooks call: the store's queries, and executing the notebooks.
+"""Executing the notebooks and showing what they draw (the records they read come from :mod:`lvae_lib.query`).
 
-* :func:`ensure` (train what a figure misses, then its records as a DataFrame), :func:`records` (every
-  committed record of a figure, for the claims), :func:`collect` (the best budget of each run, for the
-  report) and :func:`resolve_budget` (the budget a notebook shows).
 * :func:`show`: hand a figure and the line naming its budget to the book's numbered caption;
   :func:`table`: a table as the book shows it.
 * :func:`execute_notebook`: papermill in place, volatile metadata stripped, the jupytext pair synced,
@@ -15,21 +12,16 @@ import json
 import os
 import platform
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
 import pandas as pd
-from tqdm import tqdm
 
-from . import results, runner
 from .config import DATASETS
-from .data import DataError, train_data
-from .experiments import (BUDGET_ORDER, BUDGETS, DEFAULT_BUDGET, DEFAULT_RESULTS, DEFAULT_WORK, SEEDS, describe_budget,
-                          get_budget, runs_for)
+from .experiments import BUDGETS, describe_budget
 
 VOLATILE = ("papermill", "execution")
-# set by execute_notebook for its kernel: the file where ensure/collect/records note the records they read
+# set by execute_notebook for its kernel: the file where a RecordSet (lvae_lib.query) notes the records it hands out
 USED_ENV = "LVAE_RECORDS_USED"
 
 
@@ -235,174 +227,3 @@ def show(key: str, fig, caption: str) -> None:
 
     glue(key, fig, display=False)
     glue(f"{key}_caption", caption, display=False)
-
-
-# ----------------------------------------------------------------------------- the store's queries
-def resolve_budget(target: str, budget: str = "default", results_dir=None, seed: int = 0) -> str:
-    """The budget name a notebook uses for ``target``.
-
-    ``default`` means :data:`DEFAULT_BUDGET`. ``auto`` picks the largest budget (``paper``, then ``cpu``)
-    in which every run of ``target`` has a complete record, ignoring datasets that have no record in
-    any budget (NORB where it cannot be downloaded); if none does, ``smoke``. So a figure shows one
-    budget throughout, the best one committed, and says which in its caption.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r} ({type(seed).__name__}); "
-                         f"with papermill: -p seed 1, with `figures`: -p seed=1")
-    if budget == "default":
-        budget = DEFAULT_BUDGET
-    if budget != "auto":
-        return get_budget(budget).name
-    root = results_dir or DEFAULT_RESULTS
-    runs = [replace(r, seed=seed) for r in runs_for(target)]
-    done = {name: {r for r in runs if results.Store(root, name).complete(r, r.key(BUDGETS[name]))} for name in BUDGETS}
-    seen = {r.dataset for rs in done.values() for r in rs}
-    needed = [r for r in runs if r.dataset in seen]
-    for name in BUDGET_ORDER[:-1]:  # never smoke: that is the fallback
-        if needed and all(r in done[name] for r in needed):
-            return name
-    return "smoke"
-
-
-# a notebook refuses to train for longer than this on a CPU (it says how to train the runs instead)
-MAX_NOTEBOOK_HOURS = 1.0
-
-
-def eta_hours(runs, budget, device="cpu") -> float:
-    """Projected training hours of ``runs`` at ``budget`` on ``device``, from the committed benchmark's
-    library step (``results/bench/cpu.csv`` or ``gpu.csv``; 45 ms a step on a CPU, 3 ms on a GPU without one)."""
-    gpu = str(device).startswith("cuda")
-    step_s = 0.003 if gpu else 0.045
-    f = DEFAULT_RESULTS / "bench" / ("gpu.csv" if gpu else "cpu.csv")
-    if f.exists():
-        bench = pd.read_csv(f)
-        rows = bench[(bench["what"] == "train step") & bench["impl"].isin(["library", "library, CUDA graph"])]
-        if len(rows):  # the slower model's step, in the faster of the two (a GPU replays a CUDA graph)
-            step_s = float(rows.groupby("impl")["ms_per_step"].max().min()) / 1e3
-    steps = 0
-    for r in runs:
-        mcfg, tc = r.configs(budget)
-        per_epoch = -(-(tc.train_subset or 60000) // tc.batch_size)
-        steps += tc.epochs * per_epoch
-        if r.finetune:
-            ft = r.finetune_config(budget)
-            steps += ft.epochs * per_epoch * ft.mc_samples * ft.iw_samples
-    return steps * step_s / 3600
-
-
-def trained_models(variants, results_dir=None, budget: str = "paper", layers: int = 5, dataset: str = "mnist",
-                   device: str = "cpu"):
-    """The trained models of ``variants`` (seed 0) from their records' weights, in evaluation mode:
-    ``({variant: model}, {variant: record}, the record's test images as uint8)``. No training, no data."""
-    import numpy as np
-
-    from .experiments import Run
-
-    b = get_budget(budget)
-    store = results.Store(results_dir or DEFAULT_RESULTS, b.name)
-    recs = {v: store.load(r, r.key(b)) for v in variants for r in [Run(dataset, v, layers)]}
-    with np.load(Path(recs[variants[0]].path) / "arrays.npz") as f:
-        data = f["data"]
-    return {v: rec.load_model(device) for v, rec in recs.items()}, recs, data
-
-
-def ensure(target: str, budget: str = "default", device: str = "cpu", results_dir=None, work_dir=None,
-           progress: bool = True, data_root=None, seed: int = 0):
-    """Make sure every record of ``target`` exists (training what is missing) and return them as a DataFrame:
-    the rows of ``seed``, then those of the other seeds in :data:`SEEDS` that the store holds (tables and
-    figures show their mean and spread; a per-record plot uses the first row of a model, ``seed``'s).
-
-    ``results_dir`` / ``work_dir`` default to the repository's ``results/`` and ``runs/``.
-    Datasets whose files cannot be found or downloaded are skipped with a message.
-    """
-    results_dir = results_dir or DEFAULT_RESULTS
-    work_dir = work_dir or DEFAULT_WORK
-    _check_value("budget", budget, f"ensure({target!r})")
-    _check_value("device", device, f"ensure({target!r})")
-    b = get_budget(resolve_budget(target, budget, results_dir, seed))
-    runs = [replace(r, seed=seed) for r in runs_for(target)]
-    store = results.Store(results_dir, b.name)
-    stale = store.stale(runs, b)
-    if stale:  # records that are here but cannot be used: named, never drawn as an empty figure
-        raise RuntimeError(f"{len(stale)} record(s) of {target} at the {b.name} budget cannot be used: "
-                           + "; ".join(why.split("; not used")[0] for why in stale.values())
-                           + f". Retrain them with `python -m lvae_lib run {target} --budget {b.name} --refresh`")
-    missing = store.missing(runs, b)
-    unavailable: dict[str, str] = {}
-    for ds in dict.fromkeys(r.dataset for r in missing):  # e.g. NORB offline: report it, plan the rest
-        try:
-            train_data(ds, data_root)
-        except DataError as e:
-            unavailable[ds] = str(e).splitlines()[0]
-    missing = [r for r in missing if r.dataset not in unavailable]
-    if missing:
-        store.check_writable()  # before hours of training, not after
-        hours = eta_hours(missing, b, device)
-        print(f"{target}: {len(missing)} run(s) missing at the {b.name} budget, about {hours:.1f} h on {device}: "
-              + ", ".join(f"{r.label} (seed {r.seed})" for r in missing))
-        if hours > MAX_NOTEBOOK_HOURS and not str(device).startswith("cuda"):
-            raise RuntimeError(
-                f"{target} would train {len(missing)} run(s) for about {hours:.0f} h on this CPU before it can draw: "
-                f"train them first with `python -m lvae_lib run {target} --budget {b.name}` (resumable, in the "
-                f"background), or run the notebook with -p device cuda")
-        # on a GPU each run replays its step as a CUDA graph, one after another: on an H200 that beat every
-        # stack per model (results/bench/gpu.csv), so a notebook does not stack (`run --stack` still can)
-    for r in tqdm(missing, desc=f"{target}: training {len(missing)} missing run(s) [{budget}]", disable=not progress or not missing):
-        if r.dataset in unavailable:
-            continue
-        try:
-            runner.run_one(r, b, results_dir, work_dir, device, progress=progress, data_root=data_root)
-        except DataError as e:  # e.g. NORB offline: report it, run the rest
-            unavailable[r.dataset] = str(e).splitlines()[0]
-    for ds, why in unavailable.items():
-        print(f"skipped every {ds} run: {why}")
-    others = [replace(r, seed=s) for s in SEEDS if s != seed for r in runs_for(target)]
-    df = pd.concat([store.table(runs, b), store.table(others, b)], ignore_index=True)  # this seed's rows first
-    df.attrs.update(results_dir=str(results_dir), budget=b.name, target=target, unavailable=unavailable, seed=seed)
-    _note_used(df, "shown")
-    return df
-
-
-def records(target: str = "all", results_dir=None, budgets=tuple(BUDGETS), seeds=SEEDS):
-    """Every committed record of ``target``, of every budget and seed in ``budgets`` and ``seeds``: the
-    evidence the claims are decided on (:func:`lvae_lib.claims.decide`). Trains nothing."""
-    results_dir = results_dir or DEFAULT_RESULTS
-    runs = [replace(r, seed=s) for s in seeds for r in runs_for(target)]
-    frames = [df for name in budgets if len(df := results.Store(results_dir, name).table(runs, BUDGETS[name]))]
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    df.attrs.update(results_dir=str(results_dir), target=target)
-    _note_used(df, "claims")
-    return df
-
-
-def beside_paper(df):
-    """A figure's records ``df`` (from :func:`ensure`, of one budget) and, after them, the ``paper``-budget
-    records of the same figure's models where some exist: the figures draw those beside their own budget's,
-    named by :func:`lvae_lib.report.shown_as`, until the whole figure exists at the paper budget."""
-    extra = (collect(df.attrs["target"], ("paper",), df.attrs["results_dir"]) if df.attrs["budget"] != "paper"
-             else df.iloc[:0])
-    if not len(extra):
-        return df
-    out = pd.concat([df, extra], ignore_index=True)
-    out.attrs.update(df.attrs)
-    return out
-
-
-def collect(target: str = "all", budgets=BUDGET_ORDER, results_dir=None, seeds=SEEDS):
-    """The complete records of ``target`` without training anything: for every run and seed, the record
-    of the first budget in ``budgets`` that has one (the book shows ``paper`` records where they exist)."""
-    results_dir = results_dir or DEFAULT_RESULTS
-    todo = [replace(r, seed=s) for s in seeds for r in runs_for(target)]
-    frames = []
-    for name in dict.fromkeys(budgets):  # each once: ("paper", "paper") is a paper figure's own
-        b = get_budget(name)
-        df = results.Store(results_dir, b.name).table(todo, b)
-        if len(df):
-            frames.append(df)
-            done = set(zip(df["dataset"], df["label"], df["seed"]))  # a run, by its identity in the table
-            todo = [r for r in todo if (r.dataset, r.label, r.seed) not in done]
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    df.attrs.update(results_dir=str(results_dir), budget="+".join(sorted(set(df["budget"]))) if len(df) else "none",
-                    target=target)
-    _note_used(df, "shown")
-    return df

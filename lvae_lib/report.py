@@ -61,7 +61,7 @@ def warmup_curves(df, variants=("LVAE+BN+WU", "VAE+BN+WU"), layers=5) -> tuple[s
 
 def shown_as(df, variant: str, budget: str) -> str:
     """A model's name in a figure of ``df``: its variant, and its budget where the figure draws records
-    of several (the paper budget's models beside a cpu grid: :func:`lvae_lib.notebooks.beside_paper`)."""
+    of several (the paper budget's models beside a cpu grid: :meth:`lvae_lib.query.RecordSet.shown`)."""
     if not len(df) or df["budget"].nunique() < 2:
         return variant
     return f"{variant} ({describe_budget(budget, df['dataset'].iloc[0], short=True)})"
@@ -222,8 +222,9 @@ def table2_grid(df, dataset: str = "OMNIGLOT") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table2_note(df) -> str:
-    """The line above Table 2: what our numbers are (budget, K, seeds, data), and why a dataset has none."""
+def table2_note(df, unavailable=()) -> str:
+    """The line above Table 2: what our numbers are (budget, K, seeds, data), and why a dataset has none
+    (``unavailable``: (dataset, why) pairs, :attr:`lvae_lib.query.RecordSet.unavailable`)."""
     t = table2_compare(df)
     ours = t[t["ours"].notna()]
     from .plots import caption  # here: plots imports report
@@ -234,7 +235,7 @@ def table2_note(df) -> str:
         seeds = sorted({int(n) for n in ours["seeds"].dropna()})
         n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]} to {seeds[-1]}"
         out.append(f"Our values are test L_{'/'.join(map(str, ks))}, each the mean over {n} seed(s).")
-    for ds, why in (getattr(df, "attrs", {}).get("unavailable") or {}).items():
+    for ds, why in dict(unavailable).items():
         out.append(f"No {ds.upper()} run here: {why.rstrip('.')}; its rows are the paper's alone.")
     return " ".join(out)
 

@@ -14,10 +14,12 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import claims, plots, report
-from lvae_lib.notebooks import beside_paper, ensure, records, show, table
+from lvae_lib.notebooks import show, table
+from lvae_lib.query import ensure
 
 plots.style()
-df = beside_paper(ensure("fig2", budget, device, results_dir, progress=progress, seed=seed))
+records = ensure("fig2", budget, device, results_dir, progress=progress, seed=seed)
+df = records.shown(beside_paper=True)  # and the paper budget's models beside them, where some exist
 caption = plots.caption(df, "5-layer models; train L_1 is the running mean over each epoch (train mode, fresh binarization).")
 caption = claims.train_above_test(df) + " " + caption  # from the records: where train ends above test
 
@@ -54,4 +56,4 @@ table(df[["budget", "variant", "layers", "seed", "train_L1", "test_L1"]].round(2
 # verdict says nothing about the method.
 
 # %%
-table(claims.decide(records("fig2", results_dir or None), "fig2"), drop=["figure"])
+table(claims.decide(records.evidence(), "fig2"), drop=["figure"])

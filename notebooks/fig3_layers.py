@@ -15,11 +15,13 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import claims, plots, report
-from lvae_lib.notebooks import collect, ensure, records, show, table
+from lvae_lib.notebooks import show, table
+from lvae_lib.query import ensure
 
 plots.style()
-df = ensure("fig3", budget, device, results_dir, progress=progress, seed=seed)
-paper_runs = records("fig3", results_dir or None, budgets=("paper",))  # drawn over the grid where they exist
+records = ensure("fig3", budget, device, results_dir, progress=progress, seed=seed)
+df = records.shown()
+paper_runs = records.at("paper")  # drawn over the grid where they exist
 caption = plots.caption(df, also=paper_runs)
 
 # %% tags=["remove-output"]
@@ -38,7 +40,7 @@ show("fig3", fig, caption)
 # protocol) where one exists (the *trained for* column says which), else from the figure's budget.
 
 # %%
-table(report.mnist_text_compare(collect("fig3", ("paper", df.attrs["budget"]), results_dir or None)))
+table(report.mnist_text_compare(records.first_of(("paper", records.budget))))
 
 # %% [markdown]
 # Our test $\mathcal{L}_K$ for every variant and depth (nats):
@@ -56,4 +58,4 @@ report.layers_table(df, "test_LK")
 # verdict says nothing about the method.
 
 # %%
-table(claims.decide(records("fig3", results_dir or None), "fig3"), drop=["figure"])
+table(claims.decide(records.evidence(), "fig3"), drop=["figure"])

@@ -15,10 +15,12 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import claims, plots, report
-from lvae_lib.notebooks import beside_paper, ensure, records, show, table
+from lvae_lib.notebooks import show, table
+from lvae_lib.query import ensure
 
 plots.style()
-df = beside_paper(ensure("fig4", budget, device, results_dir, progress=progress, seed=seed))
+records = ensure("fig4", budget, device, results_dir, progress=progress, seed=seed)
+df = records.shown(beside_paper=True)  # and the paper budget's models beside them, where some exist
 caption = plots.caption(df, "5-layer models; KL per unit averaged over the test set.")
 
 # %% tags=["remove-output"]
@@ -50,4 +52,4 @@ table(claims.active_units_table(df))
 # verdict says nothing about the method.
 
 # %%
-table(claims.decide(records("fig4", results_dir or None), "fig4"), drop=["figure"])
+table(claims.decide(records.evidence(), "fig4"), drop=["figure"])

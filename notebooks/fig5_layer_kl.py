@@ -14,10 +14,12 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import claims, plots, report
-from lvae_lib.notebooks import beside_paper, ensure, records, show, table
+from lvae_lib.notebooks import show, table
+from lvae_lib.query import ensure
 
 plots.style()
-df = beside_paper(ensure("fig5", budget, device, results_dir, progress=progress, seed=seed))
+records = ensure("fig5", budget, device, results_dir, progress=progress, seed=seed)
+df = records.shown(beside_paper=True)  # and the paper budget's models beside them, where some exist
 caption = plots.caption(df, "5-layer models; mean KL[q_i|p_i] over the test set.")
 
 # %% tags=["remove-output"]
@@ -70,4 +72,4 @@ if wu_curves:
 # verdict says nothing about the method.
 
 # %%
-table(claims.decide(records("fig5", results_dir or None), "fig5"), drop=["figure"])
+table(claims.decide(records.evidence(), "fig5"), drop=["figure"])

@@ -14,10 +14,12 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import claims, plots, report
-from lvae_lib.notebooks import beside_paper, ensure, records, show, table
+from lvae_lib.notebooks import show, table
+from lvae_lib.query import ensure
 
 plots.style()
-df = beside_paper(ensure("fig6", budget, device, results_dir, progress=progress, seed=seed))
+records = ensure("fig6", budget, device, results_dir, progress=progress, seed=seed)
+df = records.shown(beside_paper=True)  # and the paper budget's models beside them, where some exist
 caption = plots.caption(df, "One sample z_i ~ q(z_i|.) per test image, first two principal components, coloured by digit.")
 
 # %% tags=["remove-output"]
@@ -64,4 +66,4 @@ show("fig6_knn", fig, plots.caption(knn, "The first 2,000 test images; the same 
 # {ref}`the verdict rule <verdicts>`: per test image (is it classified right?) and over seeds.
 
 # %%
-table(claims.decide(records("fig6", results_dir or None), "fig6"), drop=["figure"])
+table(claims.decide(records.evidence(), "fig6"), drop=["figure"])

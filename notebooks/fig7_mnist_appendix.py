@@ -13,10 +13,12 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import claims, plots, report
-from lvae_lib.notebooks import ensure, records, show, table
+from lvae_lib.notebooks import show, table
+from lvae_lib.query import ensure
 
 plots.style()
-df = ensure("fig7", budget, device, results_dir, progress=progress, seed=seed)
+records = ensure("fig7", budget, device, results_dir, progress=progress, seed=seed)
+df = records.shown()
 caption = plots.caption(df)
 
 # %% tags=["remove-output"]
@@ -43,4 +45,4 @@ report.layers_table(df, "test_L1")
 # verdict says nothing about the method.
 
 # %%
-table(claims.decide(records("fig7", results_dir or None), "fig7"), drop=["figure"])
+table(claims.decide(records.evidence(), "fig7"), drop=["figure"])

@@ -16,10 +16,12 @@ progress = False  # progress bars while training missing runs
 # %% tags=["hide-input"]
 from lvae_lib import plots, report
 from lvae_lib.config import DATASETS
-from lvae_lib.notebooks import beside_paper, ensure, show
+from lvae_lib.notebooks import show
+from lvae_lib.query import ensure
 
 plots.style()
-df = beside_paper(ensure("fig9_10", budget, device, results_dir, progress=progress, seed=seed))
+records = ensure("fig9_10", budget, device, results_dir, progress=progress, seed=seed)
+df = records.shown(beside_paper=True)  # and the paper budget's models beside them, where some exist
 caption = plots.caption(df)
 
 # %% tags=["remove-output"]

@@ -36,9 +36,10 @@ results_dir = ""  # empty: the results folder of the repository
 
 # %% tags=["hide-input"]
 from lvae_lib import bench
-from lvae_lib.notebooks import collect, table
+from lvae_lib.notebooks import table
+from lvae_lib.query import select
 
-df = collect("all", results_dir=results_dir or None)
+df = select("all", results_dir or None).first_of()
 
 # %% [markdown]
 # ## Measured speed
@@ -171,7 +172,7 @@ table(bench.run_times(df))
 #    `FIGURES["myfig"] = [Run("mnist", "LVAE+BN+WU", L) for L in (2, 5)]`. A run is keyed by the hash
 #    of its full configuration, so runs shared with other figures are trained once.
 # 3. Copy the parameters cell of any figure notebook into `notebooks/myfig.py`, call
-#    `lvae_lib.notebooks.ensure("myfig", budget, device, results_dir, progress=progress, seed=seed)`, and plot with
+#    `lvae_lib.query.ensure("myfig", budget, device, results_dir, progress=progress, seed=seed)`, and plot with
 #    `lvae_lib.plots`; pair it with `jupytext --sync notebooks/myfig.py`, execute it with
 #    `python -m lvae_lib figures notebooks/myfig.ipynb`, and add it to `book/_toc.yml`.
 # 4. `make test` checks that the pair is in sync, that it has a parameters cell and outputs, that it

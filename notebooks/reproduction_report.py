@@ -16,13 +16,15 @@ results_dir = ""  # empty: the results folder of the repository
 
 # %% tags=["hide-input"]
 from lvae_lib import claims, plots, report
-from lvae_lib.notebooks import collect, records, show, table
+from lvae_lib.notebooks import show, table
+from lvae_lib.query import select
 from myst_nb import glue
 
 plots.style()  # tables show every character of a cell
-df = collect("all", budgets.split(","), results_dir or None)
+records = select("all", results_dir or None)
+df = records.first_of(budgets.split(","))
 reproduction = report.reproduction_table(df)
-verdicts = claims.decide(records("all", results_dir or None))
+verdicts = claims.decide(records.evidence())
 caption = plots.caption(df) if len(df) else "no records yet"
 
 # %% [markdown]

@@ -14,11 +14,13 @@ progress = False  # progress bars while training missing runs
 
 # %% tags=["hide-input"]
 from lvae_lib import claims, plots, report
-from lvae_lib.notebooks import ensure, records, table
+from lvae_lib.notebooks import table
+from lvae_lib.query import ensure
 
 plots.style()
-df = ensure("table1", budget, device, results_dir, progress=progress, seed=seed)
-ours = records("table1", results_dir or None)  # every budget's records, every seed
+records = ensure("table1", budget, device, results_dir, progress=progress, seed=seed)
+df = records.shown()
+ours = records.evidence()  # every budget's records, every seed
 print(plots.caption(ours, "Rows of other models are the paper's citations, not rerun here."))
 
 # %% [markdown]
@@ -39,4 +41,4 @@ table(report.table1_compare(ours))
 # verdict says nothing about the method.
 
 # %%
-table(claims.decide(records("table1", results_dir or None), "table1"), drop=["figure"])
+table(claims.decide(records.evidence(), "table1"), drop=["figure"])

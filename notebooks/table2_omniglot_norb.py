@@ -19,17 +19,19 @@ progress = False  # progress bars while training missing runs
 from IPython.display import Markdown
 
 from lvae_lib import claims, plots, report
-from lvae_lib.notebooks import ensure, records, table
+from lvae_lib.notebooks import table
+from lvae_lib.query import ensure
 
 plots.style()
-df = ensure("table2", budget, device, results_dir, progress=progress, seed=seed)
+records = ensure("table2", budget, device, results_dir, progress=progress, seed=seed)
+df = records.shown()
 
 # %% [markdown]
 # Test log-likelihood on OMNIGLOT, as the paper's Table 2 prints it: a column per depth (the latent
 # sizes), the paper's value above ours.
 
 # %% tags=["remove-input"]
-Markdown(report.table2_note(df))
+Markdown(report.table2_note(df, records.unavailable))
 
 # %%
 table(report.table2_grid(df))
@@ -44,4 +46,4 @@ table(report.table2_grid(df))
 # verdict says nothing about the method.
 
 # %%
-table(claims.decide(records("table2", results_dir or None), "table2"), drop=["figure"])
+table(claims.decide(records.evidence(), "table2"), drop=["figure"])

@@ -24,7 +24,8 @@ import torch
 
 from lvae_lib import analysis, plots
 from lvae_lib.experiments import describe_budget
-from lvae_lib.notebooks import show, trained_models
+from lvae_lib.notebooks import show
+from lvae_lib.query import trained_models
 
 plots.style()
 models, records, data = trained_models(("LVAE+BN+WU", "VAE+BN+WU"), results_dir or None)

@@ -164,7 +164,7 @@ def test_notebook_parameters_take_the_type_of_their_default():
 
 
 def test_a_seed_of_the_wrong_type_is_refused_before_any_training(tmp_path):
-    from lvae_lib.notebooks import ensure
+    from lvae_lib.query import ensure
 
     for bad in ("0", 1.5, -1):  # "0": what `-p seed=0` used to pass; every record then looked missing
         with pytest.raises(ValueError, match="seed must be an integer >= 0"):
@@ -495,27 +495,27 @@ def test_a_full_disk_while_writing_a_record_or_the_cache_names_it(tmp_path, monk
 
 
 def test_a_notebook_that_cannot_write_its_records_says_so_before_training(tmp_path, monkeypatch):
-    from lvae_lib import notebooks, results
+    from lvae_lib import query, results
 
     def read_only(self):
         raise PermissionError(f"cannot write records into {self.root}: Read-only file system")
 
     monkeypatch.setattr(results.Store, "check_writable", read_only)
-    monkeypatch.setattr(notebooks.runner, "run_one", lambda *a, **k: pytest.fail("trained before checking"))
-    monkeypatch.setattr(notebooks, "train_data", lambda *a, **k: None)
+    monkeypatch.setattr(query.runner, "run_one", lambda *a, **k: pytest.fail("trained before checking"))
+    monkeypatch.setattr(query, "train_data", lambda *a, **k: None)
     with pytest.raises(PermissionError, match="Read-only"):
-        notebooks.ensure("fig2", "smoke", results_dir=tmp_path, progress=False)
+        query.ensure("fig2", "smoke", results_dir=tmp_path, progress=False)
 
 
 def test_a_notebook_refuses_hours_of_cpu_training_and_says_what_to_run(tmp_path, monkeypatch):
-    from lvae_lib import notebooks
+    from lvae_lib import query
 
-    monkeypatch.setattr(notebooks.runner, "run_one", lambda *a, **k: pytest.fail("trained for hours"))
-    monkeypatch.setattr(notebooks, "train_data", lambda *a, **k: None)
+    monkeypatch.setattr(query.runner, "run_one", lambda *a, **k: pytest.fail("trained for hours"))
+    monkeypatch.setattr(query, "train_data", lambda *a, **k: None)
     with pytest.raises(RuntimeError, match=r"fig3 would train 19 run\(s\) for about \d+ h .*lvae_lib run fig3 --budget paper"):
-        notebooks.ensure("fig3", "paper", results_dir=tmp_path, progress=False)
+        query.ensure("fig3", "paper", results_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="device='bogus'"):
-        notebooks.ensure("fig3", "paper", device="bogus", results_dir=tmp_path, progress=False)
+        query.ensure("fig3", "paper", device="bogus", results_dir=tmp_path, progress=False)
 
 
 def test_a_notebook_over_stale_records_names_them_instead_of_drawing_nothing(tmp_path, monkeypatch):
@@ -524,7 +524,7 @@ def test_a_notebook_over_stale_records_names_them_instead_of_drawing_nothing(tmp
     import numpy as np
 
     from lvae_lib import experiments as E
-    from lvae_lib import notebooks
+    from lvae_lib import query
     from lvae_lib.results import Store
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -539,7 +539,7 @@ def test_a_notebook_over_stale_records_names_them_instead_of_drawing_nothing(tmp
     del rec["checksums"]  # an older schema
     old.write_text(json.dumps(rec))
     with pytest.raises(RuntimeError, match=r"1 record\(s\) of fig2 .* no checksums.*run fig2 --budget smoke --refresh"):
-        notebooks.ensure("fig2", "smoke", results_dir=tmp_path, progress=False)
+        query.ensure("fig2", "smoke", results_dir=tmp_path, progress=False)
 
 
 def test_ctrl_c_in_evaluate_says_l_k_starts_anew(monkeypatch, capsys):

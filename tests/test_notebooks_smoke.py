@@ -2,7 +2,7 @@
 
 Every notebook is executed once in CI: `pytest --nbval` re-executes each committed notebook against its
 outputs; here only Fig. 2's runs from an empty store, the one path nbval cannot take (training the records a
-figure misses, storing them, then drawing them). Other notebooks share that path (lvae_lib.notebooks.ensure)."""
+figure misses, storing them, then drawing them). Other notebooks share that path (lvae_lib.query.ensure)."""
 import os
 from pathlib import Path
 

@@ -1,5 +1,6 @@
 """Results store and registry: shared runs are one record, writes are atomic, names are checked."""
 import json
+from dataclasses import replace
 import os
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from pathlib import Path
 
 from lvae_lib import experiments as E, paper
-from lvae_lib.notebooks import resolve_budget
+from lvae_lib.query import resolve_budget
 from lvae_lib.results import Provenance, Record, RunInfo, Store, Summary
 
 
@@ -139,21 +140,29 @@ def test_finetuning_decays_ten_times_and_checkpoints_every_epoch():
 
 
 def test_figures_draw_the_paper_budgets_models_beside_their_own(tmp_path):
-    """beside_paper appends the paper records of a figure's models (once, after the figure's own); the
-    figures name each model with its budget then, and draw the paper's as hatched bars."""
+    """shown(beside_paper=True) appends the paper records of a figure's models (once, after the figure's own);
+    the figures name each model with its budget then, and draw the paper's as hatched bars. A RecordSet hands
+    out plain frames: fresh copies, no attrs, no objects in cells."""
     from lvae_lib import plots, report
-    from lvae_lib.notebooks import beside_paper, ensure
+    from lvae_lib.query import ensure
 
     cpu, pap = E.get_budget("cpu"), E.get_budget("paper")
     for r in E.FIGURES["fig5"]:
         Store(tmp_path, "cpu").write(r, r.key(cpu), fake_record(r, r.key(cpu), "cpu", layer_kl=[1.0] * 5), [], {})
-    df = ensure("fig5", "cpu", results_dir=tmp_path, progress=False)
-    assert beside_paper(df) is df  # no paper record yet: the figure as it was
+    rs = ensure("fig5", "cpu", results_dir=tmp_path, progress=False)
+    df = rs.shown()
+    assert rs.budget == "cpu" and df.equals(rs.shown(beside_paper=True))  # no paper record yet: the figure as it was
+    assert not df.attrs and all(isinstance(p, str) for p in df["path"])
+    df.loc[0, "test_LK"] = 0.0
+    assert rs.shown().loc[0, "test_LK"] != 0.0  # a reader's edit stays in its copy
     lvae = E.Run("mnist", "LVAE+BN+WU", 5)
     Store(tmp_path, "paper").write(lvae, lvae.key(pap), fake_record(lvae, lvae.key(pap), "paper", layer_kl=[2.0] * 5),
                                    [], {})
-    both = beside_paper(df)
-    assert list(both["budget"]) == ["cpu"] * 4 + ["paper"] and both.attrs["budget"] == "cpu"
+    rs = ensure("fig5", "cpu", results_dir=tmp_path, progress=False)
+    both = rs.shown(beside_paper=True)
+    assert list(both["budget"]) == ["cpu"] * 4 + ["paper"]
+    assert list(rs.first_of(("paper", "cpu"))["budget"]) == ["paper"] + ["cpu"] * 3  # each run once, its best budget
+    assert list(rs.at("paper")["variant"]) == ["LVAE+BN+WU"] and len(rs.evidence()) == 5
     assert report.shown_as(both, "LVAE+BN+WU", "paper") == "LVAE+BN+WU (2000 epochs)"
     assert report.shown_as(df, "LVAE+BN+WU", "cpu") == "LVAE+BN+WU"  # one budget: the variant alone
     ax = plots.layer_kl_figure(both).axes[0]
@@ -161,9 +170,8 @@ def test_figures_draw_the_paper_budgets_models_beside_their_own(tmp_path):
     assert labels[-1] == "LVAE+BN+WU, 2000 epochs" and len(labels) == 5
     hatched = [p for p in ax.patches if p.get_hatch()]
     assert len(hatched) == 5 and all(p.get_height() == 2.0 for p in hatched)  # the paper model's 5 layers
-    at_paper = both[both["budget"] == "paper"]
-    at_paper.attrs.update(budget="paper")
-    assert beside_paper(at_paper) is at_paper  # a figure at the paper budget draws its records once
+    paper_fig = replace(rs, budget="paper")
+    assert list(paper_fig.shown(beside_paper=True)["budget"]) == ["paper"]  # at the paper budget: drawn once
 
 
 def _data_dir():
