@@ -172,8 +172,9 @@ table(bench.run_times(df))
 #    `FIGURES["myfig"] = [Run("mnist", "LVAE+BN+WU", L) for L in (2, 5)]`. A run is keyed by the hash
 #    of its full configuration, so runs shared with other figures are trained once.
 # 3. Copy the parameters cell of any figure notebook into `notebooks/myfig.py`, call
-#    `lvae_lib.query.ensure("myfig", budget, device, results_dir, progress=progress, seed=seed)`, and plot with
-#    `lvae_lib.plots`; pair it with `jupytext --sync notebooks/myfig.py`, execute it with
-#    `python -m lvae_lib figures notebooks/myfig.ipynb`, and add it to `book/_toc.yml`.
+#    `records = lvae_lib.query.ensure("myfig", budget, device, results_dir, progress=progress, seed=seed)`, plot
+#    `records.shown()` with `lvae_lib.plots` and decide claims on `records.evidence()`; pair it with
+#    `jupytext --sync notebooks/myfig.py`, execute it with `python -m lvae_lib figures notebooks/myfig.ipynb`,
+#    and add it to `book/_toc.yml`.
 # 4. `make test` checks that the pair is in sync, that it has a parameters cell and outputs, that it
-#    re-runs at the `smoke` budget from nothing, and that its page renders in a browser.
+#    re-executes to the same outputs (nbval), and that its page renders in a browser.
