@@ -3,8 +3,10 @@
 A metric is a function of a record's table row (its value) and of its arrays (its per-test-image values,
 where kept); :func:`compare` forms the intervals of a difference (paired over test images, over seeds,
 or over images with the seed noise of another budget) and :func:`lvae_lib.evidence.verdict` decides;
-:func:`claims` is the table every page shows, :func:`result_in_words` its summary."""
+:func:`decide` is the table every page shows, :func:`result_in_words` its summary."""
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -101,13 +103,15 @@ def _values(rows, metric) -> str:
     return fmt(v.mean(), v.std(ddof=1) if len(v) > 1 else float("nan"), len(v))
 
 
-def compare(a, b, metric: str, side: int = 1, metric_b: str | None = None):
+def compare(a, b, metric: str, side: int = 1, metric_b: str | None = None, noise: dict | None = None):
     """The evidence on "model ``a`` - model ``b`` lies on ``side``" for ``metric``: ``(text, intervals,
     verdict)``. ``a`` and ``b`` are the rows (one per seed) of two models of one budget; the intervals
     are those of :mod:`lvae_lib.evidence` that the records allow (per test image, over seeds).
     ``metric_b`` (default ``metric``) is what is read from ``b``: one model's layer i+1 against its
     layer i is ``compare(rows, rows, "knn_l2", metric_b="knn_l1")`` (its seed interval is then Welch's,
-    which ignores the pairing by seed and so errs on the wide side)."""
+    which ignores the pairing by seed and so errs on the wide side). ``noise``: for a model with one seed
+    here, the rows of its seeds at another budget (:func:`_noise_pool`), whose spread widens the interval
+    over images."""
     metric_b = metric_b or metric
     (value, per_image), (value_b, per_image_b) = METRICS[metric], METRICS[metric_b]
     text = f"{_values(a, metric)} vs {_values(b, metric_b)}"
@@ -121,20 +125,20 @@ def compare(a, b, metric: str, side: int = 1, metric_b: str | None = None):
     seeds = ev.over_seeds([value(r) for _, r in a.iterrows()], [value_b(r) for _, r in b.iterrows()])
     intervals.append(seeds)
     if common and seeds is None and set(a.get("path", ())) != set(b.get("path", ())):  # one model against itself: no noise
-        noise = [_seed_noise(rows, m, len(common)) for rows, m in ((a, metric), (b, metric_b))]
-        if all(noise):
-            intervals.append(ev.with_seed_noise(intervals[0], [n[:3] for n in noise],
-                                                ", ".join(sorted({n[3] for n in noise}))))
+        found = [_seed_noise(rows, m, len(common), noise) for rows, m in ((a, metric), (b, metric_b))]
+        if all(found):
+            intervals.append(ev.with_seed_noise(intervals[0], [n[:3] for n in found],
+                                                ", ".join(sorted({n[3] for n in found}))))
     intervals = [iv for iv in intervals if iv is not None]
     return text, intervals, ev.verdict(intervals, side)
 
 
-def _seed_noise(rows, metric: str, n: int):
-    """(sd over seeds, its degrees of freedom, n, the budget described, e.g. "200 epochs") of ``metric`` for the model of ``rows``: from its
-    own seeds where it has two or more, else from the seeds of the same model at another budget
-    (``noise_rows``, set by :func:`claims`); None where neither exists or the metric cannot be read there."""
-    own = rows if len(rows) >= 2 else rows["noise_rows"].iloc[0] if "noise_rows" in rows else None
-    if own is None or not isinstance(own, pd.DataFrame) or len(own) < 2:
+def _seed_noise(rows, metric: str, n: int, noise: dict | None = None):
+    """(sd over seeds, its degrees of freedom, n, the budget described, e.g. "200 epochs") of ``metric`` for
+    the model of ``rows``: from its own seeds where it has two or more, else from the seeds of the same model at
+    another budget (``noise``, :func:`_noise_pool`); None where neither exists or the metric cannot be read there."""
+    own = rows if len(rows) >= 2 else (noise or {}).get(_key(rows.iloc[0])) if len(rows) else None
+    if own is None or len(own) < 2:
         return None
     try:
         v = np.array([METRICS[metric][0](r) for _, r in own.iterrows()], np.float64)
@@ -143,22 +147,24 @@ def _seed_noise(rows, metric: str, n: int):
     return float(v.std(ddof=1)), len(v) - 1, n, describe_budget(own["budget"].iloc[0], own["dataset"].iloc[0], short=True)
 
 
-def _noise_rows(sub, df):
-    """``sub`` (one budget's rows of ``df``) with a ``noise_rows`` column: for a model with fewer than two
-    seeds there, its rows at the largest other budget (never smoke) that has two or more seeds of it."""
-    def other(r):
-        model = (r["dataset"], r["variant"], r["layers"], r["finetune"])
-        if len(_model(sub, *model)) >= 2:
-            return None
-        same = _model(df, *model)
+def _key(r) -> tuple:
+    """A model, across budgets and seeds: (dataset, variant, layers, fine-tuning)."""
+    return r["dataset"], r["variant"], r["layers"], r["finetune"]
+
+
+def _noise_pool(sub, df) -> dict:
+    """For each model with fewer than two seeds in ``sub`` (one budget's rows of ``df``): its rows at the
+    largest other budget (never smoke) that has two or more seeds of it."""
+    out = {}
+    for _, r in sub.drop_duplicates(["dataset", "variant", "layers", "finetune"]).iterrows():
+        if len(_model(sub, *_key(r))) >= 2:
+            continue
+        same = _model(df, *_key(r))
         for b in BUDGET_ORDER:
             if b not in (r["budget"], "smoke") and ((g := same[same["budget"] == b]).shape[0] >= 2):
-                return g
-        return None
-
-    sub = sub.copy()
-    sub["noise_rows"] = [other(r) for _, r in sub.iterrows()] if len(sub) else []
-    return sub
+                out[_key(r)] = g
+                break
+    return out
 
 
 def _claim(parts):
@@ -179,19 +185,19 @@ def _claim(parts):
     return ours, ivs, ev.combine(p[2] for _, p in parts)
 
 
-def _pair(df, a, b, metric, side=1, dataset="mnist", layers=5, fa="", fb="", layers_b=None, metric_b=None):
+def _pair(df, a, b, metric, side=1, dataset="mnist", layers=5, fa="", fb="", layers_b=None, metric_b=None, noise=None):
     ra, rb = _model(df, dataset, a, layers, fa), _model(df, dataset, b, layers_b or layers, fb)
-    return compare(ra, rb, metric, side, metric_b) if len(ra) and len(rb) else None
+    return compare(ra, rb, metric, side, metric_b, noise) if len(ra) and len(rb) else None
 
 
-def _per_depth(df, metric, a, b=None, side=1, dataset="mnist", depths=range(2, 6)):
+def _per_depth(df, metric, a, b=None, side=1, dataset="mnist", depths=range(2, 6), noise=None):
     """Parts of "``a`` beats ``b`` at every depth"; ``b=None`` is the best VAE of each depth, named."""
     parts = []
     for L in depths:
         ra = _model(df, dataset, a, L)
         rb = _best_vae(df, dataset, L, metric) if b is None else _model(df, dataset, b, L)
         if len(ra) and len(rb):
-            text, ivs, v = compare(ra, rb, metric, side)
+            text, ivs, v = compare(ra, rb, metric, side, noise=noise)
             if b is None:  # which VAE, and of how many run at this depth and budget
                 n = _vaes(df, dataset, L)["variant"].nunique()
                 text += f" ({rb['variant'].iloc[0]}" + (f", best of {n})" if n > 1 else ", the only VAE run)")
@@ -199,13 +205,13 @@ def _per_depth(df, metric, a, b=None, side=1, dataset="mnist", depths=range(2, 6
     return parts
 
 
-def _steps(df, variant, metric, dataset="mnist", depths=range(2, 6)):
+def _steps(df, variant, metric, dataset="mnist", depths=range(2, 6), noise=None):
     """Parts of "``variant`` improves with each added layer": L against L-1, step by step."""
     parts = []
     for lo, hi in zip(depths, list(depths)[1:]):
         ra, rb = _model(df, dataset, variant, hi), _model(df, dataset, variant, lo)
         if len(ra) and len(rb):
-            parts.append((f"{lo}→{hi}", compare(ra, rb, metric)))
+            parts.append((f"{lo}→{hi}", compare(ra, rb, metric, noise=noise)))
     return parts
 
 
@@ -306,56 +312,57 @@ def train_above_test(df) -> str:
     return " ".join(out)
 
 
-def _claim_list(df):
+def _claim_list(df, noise: dict | None = None):
     """(figures, claim, parts) for each claim of the paper; a part is (name, compare(...)) or (name, None)
-    where a record is missing."""
+    where a record is missing. ``noise``: :func:`_noise_pool` of ``df``."""
+    pair, per_depth, steps = (partial(f, noise=noise) for f in (_pair, _per_depth, _steps))
     lv = "LVAE+BN+WU"
     vaes = ("VAE", "VAE+BN", "VAE+BN+WU")
     out = [
         (("fig2",), "the LVAE's test L_1 ends above every VAE variant's (5 layers)",
-         [(v, _pair(df, lv, v, "test_L1")) for v in vaes]),
+         [(v, pair(df, lv, v, "test_L1")) for v in vaes]),
         (("fig2",), "... and its train L_1 too (evaluation mode, 10,000 training images)",
-         [(v, _pair(df, lv, v, "train_L1")) for v in vaes]),
+         [(v, pair(df, lv, v, "train_L1")) for v in vaes]),
         (("fig2",), "no over-fitting: the LVAE's test L_1 does not fall late in training (its slope over the last "
                     "quarter of the epochs)", [("", _late_trend(df, lv))]),
         (("fig3", "fig7"), "LVAE+BN+WU beats the best VAE of the same depth on test L_1 (MNIST, 2-5 layers)",
-         _per_depth(df, "test_L1", lv)),
-        (("fig3", "fig7"), "... and on test L_K, the estimate of log p(x)", _per_depth(df, "test_LK", lv)),
+         per_depth(df, "test_L1", lv)),
+        (("fig3", "fig7"), "... and on test L_K, the estimate of log p(x)", per_depth(df, "test_LK", lv)),
         (("fig3", "table1"), f"L_K still rises past K = {NESTED_K} (the paper's K against the 200-epoch runs', on the same "
                              "LVAE+BN+WU, 5 layers): a 200-epoch run's L_1000 understates it",
-         [("", _pair(nested, lv, lv, "test_LK", metric_b=f"test_L{NESTED_K}") if len(nested := _with(df, f"test_L{NESTED_K}_per_image")) else None)]),
+         [("", pair(nested, lv, lv, "test_LK", metric_b=f"test_L{NESTED_K}") if len(nested := _with(df, f"test_L{NESTED_K}_per_image")) else None)]),
         (("fig3",), "the LVAE's bound is tighter: L_K - L_1 smaller than VAE+BN+WU's (5 layers)",
-         [("", _pair(df, lv, "VAE+BN+WU", "bound_gap", -1))]),
+         [("", pair(df, lv, "VAE+BN+WU", "bound_gap", -1))]),
         (("fig2", "fig3"), "batch norm raises the test likelihood of the 5-layer VAE",
-         [("", _pair(df, "VAE+BN", "VAE", "test_LK"))]),
-        (("fig2", "fig3"), "warm-up raises it further", [("", _pair(df, "VAE+BN+WU", "VAE+BN", "test_LK"))]),
+         [("", pair(df, "VAE+BN", "VAE", "test_LK"))]),
+        (("fig2", "fig3"), "warm-up raises it further", [("", pair(df, "VAE+BN+WU", "VAE+BN", "test_LK"))]),
         (("fig3",), "the LVAE improves with each added layer, 2→3→4→5 (test L_1, as the paper's text)",
-         _steps(df, lv, "test_L1")),
+         steps(df, lv, "test_L1")),
         (("fig3",), "the plain VAE does not improve past one layer: each deeper VAE is below the 1-layer one (test L_1)",
-         [(f"L={L}", _pair(df, "VAE", "VAE", "test_L1", -1, layers=L, layers_b=1)) for L in range(2, 6)]),
+         [(f"L={L}", pair(df, "VAE", "VAE", "test_L1", -1, layers=L, layers_b=1)) for L in range(2, 6)]),
         (("fig3",), "VAE+BN+WU improves up to three layers, 1→2→3 (test L_1)",
-         _steps(df, "VAE+BN+WU", "test_L1", depths=range(1, 4))),
+         steps(df, "VAE+BN+WU", "test_L1", depths=range(1, 4))),
         (("fig4",), "the LVAE keeps active units in every layer (5 layers)", [("", _active_every_layer(df))]),
         (("fig4",), "... and more active units in total than VAE+BN+WU (units with KL above 0.01 nats, the paper's measure)",
-         [("", _pair(_with(df, "unit_kl_l1"), lv, "VAE+BN+WU", "active_total"))]),
+         [("", pair(_with(df, "unit_kl_l1"), lv, "VAE+BN+WU", "active_total"))]),
         (("fig5",), "the LVAE puts more KL (information) into layers 3-5 than VAE+BN+WU",
-         [("", _pair(df, lv, "VAE+BN+WU", "kl_upper"))]),
+         [("", pair(df, lv, "VAE+BN+WU", "kl_upper"))]),
         (("fig6",), "the LVAE's top layer separates the digit classes better than VAE+BN+WU's (10-NN accuracy "
-                    "in Fig. 6's PCA plane of z5, 5 layers)", [("", _pair(_with(df, "pca_labels"), lv, "VAE+BN+WU", "knn_l5"))]),
+                    "in Fig. 6's PCA plane of z5, 5 layers)", [("", pair(_with(df, "pca_labels"), lv, "VAE+BN+WU", "knn_l5"))]),
         (("fig6",), "the LVAE's layers cluster by class progressively more, bottom to top (10-NN accuracy in "
                     "each layer's PCA plane)", _layer_steps(_with(df, "pca_labels"), lv)),
         (("fig7",), "the LVAE without batch norm (LVAE+WU) is worse than LVAE+BN+WU at every depth (test L_K)",
-         _per_depth(df, "test_LK", "LVAE+WU", lv, side=-1)),
+         per_depth(df, "test_LK", "LVAE+WU", lv, side=-1)),
         (("fig8", "table2"), "on OMNIGLOT the LVAE beats the best VAE of the same depth (test L_K)",
-         _per_depth(df, "test_LK", lv, dataset="omniglot28")),
+         per_depth(df, "test_LK", lv, dataset="omniglot28")),
         (("fig8", "table2"), "on OMNIGLOT too, batch norm raises the test likelihood of the 5-layer VAE",
-         [("", _pair(df, "VAE+BN", "VAE", "test_LK", dataset="omniglot28"))]),
+         [("", pair(df, "VAE+BN", "VAE", "test_LK", dataset="omniglot28"))]),
         (("fig8", "table2"), "... and warm-up raises it further",
-         [("", _pair(df, "VAE+BN+WU", "VAE+BN", "test_LK", dataset="omniglot28"))]),
+         [("", pair(df, "VAE+BN+WU", "VAE+BN", "test_LK", dataset="omniglot28"))]),
         (("table1",), "fine-tuning (10 MC samples, annealed lr) improves L_K, against the same extra epochs "
-                      "with one sample (the control)", [("", _pair(df, lv, lv, "test_LK", fa="ft", fb="ft-control"))]),
+                      "with one sample (the control)", [("", pair(df, lv, lv, "test_LK", fa="ft", fb="ft-control"))]),
         (("table1",), "training with 10 importance samples improves it further",
-         [("", _pair(df, lv, lv, "test_LK", fa="ft-iw10", fb="ft"))]),
+         [("", pair(df, lv, lv, "test_LK", fa="ft-iw10", fb="ft"))]),
     ]
     return out
 
@@ -409,8 +416,8 @@ def decide(df, figure: str | None = None) -> pd.DataFrame:
     rows: dict[str, list] = {}
     order: list[str] = []
     for b in BUDGET_ORDER:
-        sub = _noise_rows(df[df["budget"] == b], df)
-        for figs, claim, parts in _claim_list(sub):
+        sub = df[df["budget"] == b]
+        for figs, claim, parts in _claim_list(sub, _noise_pool(sub, df)):
             if figure is not None and figure not in figs:
                 continue
             if claim not in order:
