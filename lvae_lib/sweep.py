@@ -56,10 +56,15 @@ def _name(run: E.Run) -> str:
     return f"{run.dataset}/{run.label}"
 
 
-def _fault(inject: dict | None, run: E.Run) -> None:
-    """Test hook: fail the first ``times`` attempts of the run labelled ``label`` (counted in files under
-    ``dir``); with ``sleep``, first wait that many seconds, as a long run would; with ``kill``, SIGKILL the
-    worker instead (``True``: always, a number: its first attempts)."""
+# a test's fault, as JSON in the environment of the sweep (its workers, local or Ray, read it there)
+FAULT_ENV = "LVAE_TEST_FAULT"
+
+
+def _fault(run: E.Run) -> None:
+    """Test hook, set by ``$LVAE_TEST_FAULT`` (JSON): fail the first ``times`` attempts of the run labelled
+    ``label`` (counted in files under ``dir``); with ``sleep``, first wait that many seconds, as a long run
+    would; with ``kill``, SIGKILL the worker instead (``True``: always, a number: its first attempts)."""
+    inject = json.loads(os.environ.get(FAULT_ENV) or "null")
     if not inject or inject["label"] != run.label:
         return
     d = Path(inject["dir"])
@@ -75,7 +80,7 @@ def _fault(inject: dict | None, run: E.Run) -> None:
 
 
 def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: str, work_dir: str,
-             data_root, inject: dict | None, log_path: str, compile: bool | None = False) -> dict:
+             data_root, log_path: str, compile: bool | None = False) -> dict:
     """Train one run in this process (a pool worker or a Ray task) and return its record's files.
 
     Output goes to ``log_path`` as it happens (``tail -f`` it). The record is written into
@@ -88,7 +93,7 @@ def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: st
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print(f"{_name(run)} [{budget}] on {device}, {threads} thread(s)")
-        _fault(inject, run)
+        _fault(run)
         runner.run_one(run, budget, results_dir, work_dir, device, progress=True, data_root=data_root, compile=compile)
     path = Store(results_dir, budget).path(run, run.key(E.get_budget(budget)))
     return {"files": {p.name: p.read_bytes() for p in path.iterdir()}, "log": Path(log_path).read_text()}
@@ -97,7 +102,7 @@ def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: st
 def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str = "local", address: str | None = None,
           device: str = "cpu", threads: int | None = None, num_gpus: float = 0.0, retries: int = 1,
           results_dir=None, work_dir=None, data_root=None, seed: int = 0, progress: bool = True,
-          inject_fault: dict | None = None, refresh: bool = False, stack: bool = False,
+          refresh: bool = False, stack: bool = False,
           compile: bool | None = False) -> SweepReport:
     """Fill the store with every record of ``target``: a figure name, ``all``, a list of names, or a list of runs.
 
@@ -170,7 +175,7 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
                 if part:
                     run_wave(part, b, store, report, bar, log_dir, jobs=jobs, device=device, threads=threads,
                              num_gpus=num_gpus, retries=retries, address=address, work_dir=work_dir,
-                             data_root=data_root, inject=inject_fault, compile=compile)
+                             data_root=data_root, compile=compile)
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, on_term)
@@ -294,7 +299,7 @@ def _scratch(work_dir) -> str:
 
 
 def _run_local(wave, b, store, report, bar, log_dir, *, jobs, device, threads, retries, work_dir, data_root,
-               inject, compile, **_):
+               compile, **_):
     """Each run in a process of its own, ``jobs`` at a time: a worker that dies (an out-of-memory kill)
     fails its run only; the run is retried, then reported by name, and the others go on."""
     from multiprocessing.connection import wait as wait_any
@@ -307,8 +312,7 @@ def _run_local(wave, b, store, report, bar, log_dir, *, jobs, device, threads, r
     def start(r):
         attempts[r] += 1
         mine, theirs = ctx.Pipe(duplex=False)
-        args = (r, b.name, device, threads, scratch, work_dir, data_root, inject, str(_log_path(log_dir, r, r.key(b))),
-                compile)
+        args = (r, b.name, device, threads, scratch, work_dir, data_root, str(_log_path(log_dir, r, r.key(b))), compile)
         proc = ctx.Process(target=_child, args=(theirs, os.getpid(), args), name=f"lvae {r.label}")
         proc.start()
         theirs.close()  # so that a dead worker's end reads as EOF here
@@ -348,14 +352,15 @@ def _run_local(wave, b, store, report, bar, log_dir, *, jobs, device, threads, r
 
 
 def _run_ray(wave, b, store, report, bar, log_dir, *, device, threads, num_gpus, retries, address, data_root,
-             inject, compile, **_):
+             compile, **_):
     try:
         import ray
     except ImportError:
         raise SystemExit('--backend ray needs Ray: pip install ".[ray]" (or: pip install ray)') from None
     started = not ray.is_initialized()
-    if started:  # workers find the data where the driver does, or download it themselves
-        env = {k: os.environ[k] for k in ("LVAE_DATA_DIR", "LVAE_CACHE_DIR") if k in os.environ}
+    # workers find the data where the driver does (or download it themselves), and a test's fault
+    env = {k: os.environ[k] for k in ("LVAE_DATA_DIR", "LVAE_CACHE_DIR", FAULT_ENV) if k in os.environ}
+    if started:
         try:
             ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env} if env else None)
         except ConnectionError as e:
@@ -363,9 +368,9 @@ def _run_ray(wave, b, store, report, bar, log_dir, *, device, threads, num_gpus,
                                   f"with `ray start --head`, or leave --address out for a local one") from None
         if threading.current_thread() is threading.main_thread():  # ray.init put its own SIGTERM handler in place:
             signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` must stop the sweep as Ctrl-C does
-    task = ray.remote(_ray_task).options(num_cpus=threads, num_gpus=num_gpus, max_retries=retries,
-                                         retry_exceptions=True)
-    refs = {task.remote(r, b.name, device, threads, data_root, inject, f"{r.label}-{r.key(b)}.log", compile): r
+    task = ray.remote(_ray_task).options(num_cpus=threads, num_gpus=num_gpus, max_retries=retries, retry_exceptions=True,
+                                         **({"runtime_env": {"env_vars": env}} if env else {}))
+    refs = {task.remote(r, b.name, device, threads, data_root, f"{r.label}-{r.key(b)}.log", compile): r
             for r in wave}
     try:
         pending = list(refs)
@@ -383,8 +388,8 @@ def _run_ray(wave, b, store, report, bar, log_dir, *, device, threads, num_gpus,
         raise
 
 
-def _ray_task(run, budget, device, threads, data_root, inject, log_name, compile=False):
+def _ray_task(run, budget, device, threads, data_root, log_name, compile=False):
     """On a Ray worker: train in private temporary folders (no shared filesystem needed)."""
     with tempfile.TemporaryDirectory(prefix="lvae-ray-") as tmp:
-        return _execute(run, budget, device, threads, f"{tmp}/results", f"{tmp}/runs", data_root, inject,
-                        f"{tmp}/{log_name}", compile)
+        return _execute(run, budget, device, threads, f"{tmp}/results", f"{tmp}/runs", data_root, f"{tmp}/{log_name}",
+                        compile)

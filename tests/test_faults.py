@@ -576,10 +576,10 @@ def test_a_ray_cluster_that_is_not_there_is_one_line_and_ray_keeps_our_sigterm(m
     try:
         with pytest.raises(ConnectionError, match="no Ray cluster at --address nowhere:1 .*ray start --head"):
             S._run_ray([], None, None, None, None, None, device="cpu", threads=1, num_gpus=0, retries=0,
-                       address="nowhere:1", data_root=None, inject=None, compile=False)
+                       address="nowhere:1", data_root=None, compile=False)
         with pytest.raises(RuntimeError, match="stop here"):
             S._run_ray([], None, None, None, None, None, device="cpu", threads=1, num_gpus=0, retries=0,
-                       address=None, data_root=None, inject=None, compile=False)
+                       address=None, data_root=None, compile=False)
         assert signal.getsignal(signal.SIGTERM) is S._interrupt
     finally:
         signal.signal(signal.SIGTERM, before)

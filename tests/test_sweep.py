@@ -13,7 +13,7 @@ import pytest
 
 from lvae_lib import experiments as E
 from lvae_lib.results import read_metrics
-from lvae_lib.sweep import sweep
+from lvae_lib.sweep import FAULT_ENV, sweep
 from lvae_lib.train import git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,15 +111,20 @@ def test_refresh_retrains_a_record_without_per_image_estimates_and_reproduces_it
         assert "test_LK_per_image" in a.files
 
 
-def test_local_fault_is_retried_and_a_hopeless_run_reported_by_name(tmp_path):
-    once = {"label": "VAE-L1", "times": 1, "dir": str(tmp_path / "faults1")}
+def fault(monkeypatch, **hook):
+    """Inject a test fault into the workers of the sweeps that follow (sweep._fault)."""
+    monkeypatch.setenv(FAULT_ENV, json.dumps(hook))
+
+
+def test_local_fault_is_retried_and_a_hopeless_run_reported_by_name(tmp_path, monkeypatch):
+    fault(monkeypatch, label="VAE-L1", times=1, dir=str(tmp_path / "faults1"))
     rep = sweep(RUNS[:2], "smoke", jobs=2, threads=1, retries=1, results_dir=tmp_path / "r1", work_dir=tmp_path / "w1",
-                progress=False, inject_fault=once)
+                progress=False)
     assert not rep.failed and len(rep.done) == 2
     assert len(list((tmp_path / "faults1").iterdir())) == 2  # failed once, then succeeded
-    always = {"label": "VAE-L1", "times": 99, "dir": str(tmp_path / "faults2")}
+    fault(monkeypatch, label="VAE-L1", times=99, dir=str(tmp_path / "faults2"))
     rep = sweep(RUNS[:2], "smoke", jobs=2, threads=1, retries=1, results_dir=tmp_path / "r2", work_dir=tmp_path / "w2",
-                progress=False, inject_fault=always)
+                progress=False)
     assert list(rep.failed) == ["mnist/VAE-L1"] and "injected fault" in rep.failed["mnist/VAE-L1"]
     assert rep.done == ["mnist/LVAE+BN+WU-L2"]
     assert len(list((tmp_path / "r2").rglob("record.json"))) == 1  # nothing half-written for the failed run
@@ -130,8 +135,8 @@ def sweep_with_a_sleeping_worker(tmp_path):
     hook = {"label": "VAE-L1", "times": 0, "dir": str(tmp_path / "started"), "sleep": 300}
     code = (f"from lvae_lib.sweep import sweep; from lvae_lib.experiments import Run; "
             f"sweep([Run('mnist', 'VAE', 1)], 'smoke', threads=1, results_dir={str(tmp_path / 'r')!r}, "
-            f"work_dir={str(tmp_path / 'w')!r}, progress=False, inject_fault={hook!r})")
-    proc = subprocess.Popen([sys.executable, "-c", code])
+            f"work_dir={str(tmp_path / 'w')!r}, progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, FAULT_ENV: json.dumps(hook)})
     deadline = time.time() + 120
     while not (tmp_path / "started").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)  # until the worker runs (and sleeps in the hook)
@@ -178,20 +183,20 @@ def ray_cluster():
 
 
 @pytest.mark.ray
-def test_ray_backend_matches_local_and_retries(ray_cluster, one_job, tmp_path):
-    once = {"label": "VAE+BN-L2", "times": 1, "dir": str(tmp_path / "faults")}
+def test_ray_backend_matches_local_and_retries(ray_cluster, one_job, tmp_path, monkeypatch):
+    fault(monkeypatch, label="VAE+BN-L2", times=1, dir=str(tmp_path / "faults"))
     rep = sweep(list(RUNS), "smoke", backend="ray", results_dir=tmp_path / "results", work_dir=tmp_path / "runs",
-                progress=False, inject_fault=once)
+                progress=False)
     assert not rep.failed and len(rep.done) == 3
     assert len(list((tmp_path / "faults").iterdir())) == 2
     assert_same(records(one_job / "results"), records(tmp_path / "results"))
 
 
 @pytest.mark.ray
-def test_ray_reports_a_run_that_always_fails(ray_cluster, tmp_path):
-    always = {"label": "VAE-L1", "times": 99, "dir": str(tmp_path / "faults")}
+def test_ray_reports_a_run_that_always_fails(ray_cluster, tmp_path, monkeypatch):
+    fault(monkeypatch, label="VAE-L1", times=99, dir=str(tmp_path / "faults"))
     rep = sweep(RUNS[:2], "smoke", backend="ray", retries=1, results_dir=tmp_path / "results", work_dir=tmp_path / "runs",
-                progress=False, inject_fault=always)
+                progress=False)
     assert list(rep.failed) == ["mnist/VAE-L1"] and rep.done == ["mnist/LVAE+BN+WU-L2"]
     assert len(list((tmp_path / "faults").iterdir())) == 2  # one try and one retry
 
@@ -205,16 +210,17 @@ def test_ray_backend_without_ray_says_how_to_install(monkeypatch, tmp_path):
     assert not list(tmp_path.rglob("record.json"))
 
 
-def test_a_killed_worker_fails_only_its_run_which_is_retried(tmp_path):
+def test_a_killed_worker_fails_only_its_run_which_is_retried(tmp_path, monkeypatch):
     """An out-of-memory kill of one worker: that run fails by name (or succeeds on its retry), the others
     go on; before, the whole sweep aborted with BrokenProcessPool."""
-    hook = {"label": "VAE-L1", "times": 0, "dir": str(tmp_path / "started"), "kill": True}
+    fault(monkeypatch, label="VAE-L1", times=0, dir=str(tmp_path / "started"), kill=True)
     rep = sweep(RUNS[:2], "smoke", jobs=2, threads=1, retries=0, results_dir=tmp_path / "r", work_dir=tmp_path / "w",
-                progress=False, inject_fault=hook)
+                progress=False)
     assert list(rep.failed) == ["mnist/VAE-L1"] and "SIGKILL" in rep.failed["mnist/VAE-L1"]
     assert rep.done == ["mnist/LVAE+BN+WU-L2"]
+    fault(monkeypatch, label="VAE-L1", times=0, dir=str(tmp_path / "again"), kill=1)
     rep = sweep(RUNS[:2], "smoke", jobs=2, threads=1, retries=1, results_dir=tmp_path / "r2", work_dir=tmp_path / "w2",
-                progress=False, inject_fault={**hook, "dir": str(tmp_path / "again"), "kill": 1})
+                progress=False)
     assert not rep.failed and sorted(rep.done) == ["mnist/LVAE+BN+WU-L2", "mnist/VAE-L1"]  # killed once, retried
 
 
