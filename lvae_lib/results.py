@@ -381,7 +381,19 @@ class Store:
         return self.path(run, key)
 
     def write_files(self, run, key: str, files: dict[str, bytes]) -> Path:
-        """Write a record received as bytes (e.g. from a Ray worker), ``record.json`` last."""
+        """Write a record received as bytes (e.g. from a Ray worker), ``record.json`` last. Where it replaces a
+        complete record (a refresh), its provenance says which (commit, date) and whether it reproduced that
+        record's summary (``replaces``; a damaged record is replaced, not compared)."""
+        if self.complete(run, key):
+            try:
+                old = self.load(run, key)
+                replaces = {"git_commit": old.provenance.git_commit, "date": old.provenance.date}
+            except BadRecord:
+                old, replaces = None, {"git_commit": None, "date": None}
+            new = Record.from_json(json.loads(files["record.json"]))
+            replaces["summary_equal"] = old is not None and old.summary == new.summary
+            new = dataclasses.replace(new, provenance=dataclasses.replace(new.provenance, replaces=replaces))
+            files = {**files, "record.json": json.dumps(new.to_json(), indent=1).encode()}
         with self._atomic(run, key) as tmp:
             for name, data in sorted(files.items(), key=lambda kv: kv[0] == "record.json"):
                 (tmp / name).write_bytes(data)

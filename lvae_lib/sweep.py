@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from . import experiments as E
 from . import runner
-from .results import BadRecord, Record, Store
+from .results import Store
 
 
 @dataclass
@@ -234,18 +234,7 @@ def _log_path(log_dir: Path, run: E.Run, key: str) -> Path:
 
 
 def _finish(run, key, result, store, report, bar, log_dir):
-    files = result["files"]
-    if store.complete(run, key):  # a refresh: say what it replaces, and whether it reproduced it
-        try:
-            old = store.load(run, key)
-            replaces = {"git_commit": old.provenance.git_commit, "date": old.provenance.date}
-        except BadRecord:  # a damaged record is replaced, not compared
-            old, replaces = None, {"git_commit": None, "date": None}
-        new = Record.from_json(json.loads(files["record.json"]))
-        replaces["summary_equal"] = old is not None and old.summary == new.summary
-        new = replace(new, provenance=replace(new.provenance, replaces=replaces))
-        files = {**files, "record.json": json.dumps(new.to_json(), indent=1).encode()}
-    store.write_files(run, key, files)
+    store.write_files(run, key, result["files"])  # a refresh: the store says what it replaced (provenance.replaces)
     _log_path(log_dir, run, key).write_text(result["log"])  # (a Ray worker's log arrives only now)
     report.done.append(_name(run))
     bar.update(1)
