@@ -2,6 +2,7 @@
 retried, then reported by name; a second invocation only runs what is missing."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -236,7 +237,7 @@ def test_workers_stop_when_their_sweep_is_killed_with_sigkill(tmp_path):
     assert not list((tmp_path / "w").glob(".sweep-*"))  # ...and the next sweep removes it
 
 
-def test_a_stacked_sweep_writes_ordinary_records(tmp_path):
+def test_a_stacked_sweep_writes_ordinary_records(one_job, tmp_path):
     """`run --stack`: runs that differ in seed and warm-up train as stacks; every record is an ordinary one."""
     runs = [E.Run("mnist", v, 2, seed=s) for s in (0, 1) for v in ("VAE+BN", "VAE+BN+WU", "LVAE+BN+WU")]
     from lvae_lib.sweep import stack_groups
@@ -244,7 +245,9 @@ def test_a_stacked_sweep_writes_ordinary_records(tmp_path):
     b = E.get_budget("smoke")
     assert [[r.label for r in g] for g in stack_groups(runs, b)] == [
         ["VAE+BN-L2", "VAE+BN+WU-L2", "VAE+BN-L2", "VAE+BN+WU-L2"], ["LVAE+BN+WU-L2", "LVAE+BN+WU-L2"]]
+    shutil.copytree(one_job / "results", tmp_path / "plain")  # the module's smoke store: two of the three plain runs
     plain = sweep(runs[:3], "smoke", threads=1, results_dir=tmp_path / "plain", work_dir=tmp_path / "w1", progress=False)
+    assert plain.done == ["mnist/VAE+BN+WU-L2"]  # only what the store misses is trained
     rep = sweep(runs, "smoke", threads=1, results_dir=tmp_path / "stacked", work_dir=tmp_path / "w2", progress=False,
                 stack=True)
     assert not rep.failed and len(rep.done) == 6 and not plain.failed
