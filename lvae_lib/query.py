@@ -40,6 +40,9 @@ class RecordSet:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def _at(self, budget: str) -> pd.DataFrame:
+        return self.rows[self.rows["budget"] == budget]
+
     def _out(self, rows: pd.DataFrame, use: str) -> pd.DataFrame:
         out = rows.reset_index(drop=True).copy()
         out.attrs = {}
@@ -49,7 +52,7 @@ class RecordSet:
     def _first_rows(self, budgets) -> pd.DataFrame:
         seen, parts = set(), []
         for b in dict.fromkeys(budgets):  # each once: ("paper", "paper") is a paper figure's own
-            d = self.rows[self.rows["budget"] == b]
+            d = self._at(b)
             ident = list(zip(d["dataset"], d["label"], d["seed"]))  # a run, by its identity in the table
             parts.append(d[[i not in seen for i in ident]])
             seen |= set(ident)
@@ -59,7 +62,7 @@ class RecordSet:
         """The records at the figure's budget, ``seed``'s rows first; ``beside_paper``: then the paper
         budget's records of the same figure, where some exist and the figure's budget is another (the
         figures draw those beside their own budget's, until the whole figure exists at the paper budget)."""
-        d = self.rows[self.rows["budget"] == self.budget]
+        d = self._at(self.budget)
         parts = [d[d["seed"] == self.seed], d[d["seed"] != self.seed]]
         if beside_paper and self.budget != "paper":
             parts.append(self._first_rows(("paper",)))
@@ -67,7 +70,7 @@ class RecordSet:
 
     def at(self, *budgets: str) -> pd.DataFrame:
         """Every record of these budgets, in the order given."""
-        return self._out(pd.concat([self.rows[self.rows["budget"] == b] for b in budgets]), "shown")
+        return self._out(pd.concat([self._at(b) for b in budgets]), "shown")
 
     def first_of(self, budgets=BUDGET_ORDER) -> pd.DataFrame:
         """For every run and seed, the record of the first budget in ``budgets`` that has one (the book
@@ -77,7 +80,7 @@ class RecordSet:
     def evidence(self) -> pd.DataFrame:
         """Every record, of every budget and seed: what the claims are decided on
         (:func:`lvae_lib.claims.decide`), the smallest budget first."""
-        return self._out(pd.concat([self.rows[self.rows["budget"] == b] for b in BUDGETS]), "claims")
+        return self._out(pd.concat([self._at(b) for b in BUDGETS]), "claims")
 
 
 def select(target: str = "all", results_dir=None, budgets=BUDGET_ORDER, seeds=SEEDS, seed: int = 0) -> RecordSet:
