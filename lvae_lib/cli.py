@@ -103,9 +103,10 @@ def _add_step_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(a) -> int:
     import pandas as pd
-    from safetensors.torch import save_file
 
+    from . import results
     from .data import train_data
+    from .files import atomic
     from .train import checkpoint_path, fit, run_dir_lock
 
     mcfg, warm = preset(a.preset, a.layers, a.dataset, share_top_down=not a.no_share)
@@ -117,66 +118,53 @@ def cmd_train(a) -> int:
     with run_dir_lock(run):  # the outputs too are written by the trainer that holds the run dir
         compile = COMPILE[a.compile or "off"]
         [(model, state)] = fit(mcfg, [tcfg], data, [checkpoint_path(run)], a.device, compile=compile)
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        _atomic(run / "metrics.csv", lambda f: pd.DataFrame(state["history"]).to_csv(f, index=False))
-        _atomic(run / "model.safetensors", lambda f: save_file(weights, f))
-        _atomic(run / "config.json", lambda f: Path(f).write_text(json.dumps(
-            {"model": state["model_cfg"], "train": state["train_cfg"], "preset": a.preset, "dataset": a.dataset},
-            indent=1)))
+        with atomic(run / "metrics.csv") as f:
+            pd.DataFrame(state["history"]).to_csv(f, index=False)
+        with atomic(run / results.WEIGHTS) as f:  # the records' weights format, read by results.load_model
+            f.write_bytes(results.weights_bytes(model))
+        with atomic(run / "config.json") as f:
+            f.write_text(json.dumps({"model": state["model_cfg"], "train": state["train_cfg"], "preset": a.preset,
+                                     "dataset": a.dataset}, indent=1))
     last = state["history"][-1]
     print(f"done: epoch {last['epoch']}, train ELBO {last['train_elbo']:.2f}, test L_1 {last.get('test_elbo', float('nan')):.2f}"
           f" -> {run}")
     return 0
 
 
-def _atomic(path: Path, write) -> None:
-    """``write(tmp)`` into a temporary file beside ``path``, then renamed into place; a failure (a full disk)
-    names ``path`` and leaves the old file as it was."""
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def cmd_evaluate(a) -> int:
-    from safetensors.torch import load_file
-
-    from . import analysis
-    from .config import ModelConfig
+    from . import analysis, results
     from .data import train_data
     from .distributions import binarize
-    from .model import LadderVAE
+    from .files import atomic
     from .objectives import iw_bound
 
     run = Path(a.run_dir)
-    if not (run / "config.json").exists():
-        print(f"error: {run} has no config.json; train a model there first", file=sys.stderr)
+    is_record = (run / "record.json").exists()  # a record of results/ (one with weights), or a `train` run
+    if not is_record and not (run / "config.json").exists():
+        print(f"error: {run} has no config.json (nor record.json); train a model there first", file=sys.stderr)
         return 2
-    out = run / (f"eval_L{a.k}.json" if not a.test_subset else f"eval_L{a.k}_first{a.test_subset}.json")
-    if not os.access(run, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        print(f"error: cannot write {out}: {run} is read-only", file=sys.stderr)
+    name = f"eval_L{a.k}.json" if not a.test_subset else f"eval_L{a.k}_first{a.test_subset}.json"
+    out = Path(a.out) if a.out else (None if is_record else run / name)  # a record's folder is sealed: never written
+    if out is not None and (not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK))):
+        print(f"error: cannot write {out}: {out.parent} is read-only", file=sys.stderr)
         return 2
     try:
-        cfg = json.loads((run / "config.json").read_text())
-        mcfg = ModelConfig(**cfg["model"])
-    except (ValueError, KeyError, TypeError) as e:
-        print(f"error: {run / 'config.json'} is not a config written by `train` ({type(e).__name__}: {e})", file=sys.stderr)
+        if is_record:
+            rec = results.read(run)
+            model, dataset = rec.load_model(a.device), rec.run.dataset
+        else:
+            try:
+                cfg = json.loads((run / "config.json").read_text())
+                model_cfg, dataset = cfg["model"], cfg["dataset"]
+            except (ValueError, KeyError, TypeError) as e:
+                print(f"error: {run / 'config.json'} is not a config written by `train` ({type(e).__name__}: {e})",
+                      file=sys.stderr)
+                return 2
+            model = results.load_model(model_cfg, run / results.WEIGHTS, a.device)
+    except (results.BadRecord, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    model = LadderVAE(mcfg).to(a.device)
-    try:
-        model.load_state_dict(load_file(run / "model.safetensors"))
-    except Exception as e:  # noqa: BLE001 - torn, missing or another model's: name both files
-        print(f"error: {run / 'model.safetensors'} does not hold the model of {run / 'config.json'} "
-              f"({type(e).__name__}: {str(e).splitlines()[0][:160]}); train it again with `train {run}`", file=sys.stderr)
-        return 2
-    data = train_data(cfg["dataset"], a.data_dir)
+    data = train_data(dataset, a.data_dir)
     x = data.x_test[: a.test_subset or None].to(a.device)
     if a.recompute_bn:
         x_train = data.x_train.to(a.device)
@@ -184,7 +172,9 @@ def cmd_evaluate(a) -> int:
     lk = iw_bound(model, x, k=a.k, batch_size=a.batch_size)
     res = {"k": a.k, "test_LK": float(lk.mean()), "n_test": len(x), "recompute_bn": a.recompute_bn,
            "active_units": analysis.active_units(model, x[:2000])}
-    out.write_text(json.dumps(res, indent=1))  # a subset's result never overwrites the full test set's
+    if out is not None:  # a subset's result never overwrites the full test set's
+        with atomic(out) as f:
+            f.write_text(json.dumps(res, indent=1))
     print(json.dumps(res))
     return 0
 
@@ -310,8 +300,11 @@ def main(argv=None) -> int:
     _add_train_args(p)
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("evaluate", help="importance-weighted test log-likelihood L_K of a trained model",
-                       description="Evaluate L_K (eq. 6) on the test set of a run made by `train`.")
-    p.add_argument("run_dir")
+                       description="Evaluate L_K (eq. 6) on the test set of a run made by `train`, or of a record "
+                                   "that keeps its weights (results/paper/...).")
+    p.add_argument("run_dir", help="a `train` run folder, or a record folder with model.safetensors")
+    p.add_argument("--out", default=None, help="write the result (JSON) here; default: RUN_DIR/eval_L<K>.json for a "
+                                               "`train` run; a record's folder is never written (printed only)")
     p.add_argument("--k", type=count(1), default=5000, help="importance samples K (paper: 5000)")
     p.add_argument("--batch-size", type=count(1), default=100, help="test images per chunk")
     p.add_argument("--test-subset", type=count(0), default=0, help="only the first N test images (0: all)")

@@ -26,7 +26,6 @@ import io
 import json
 import os
 import platform
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 
 from .config import DATASETS
+from .files import atomic
 
 ENV_DATA = "LVAE_DATA_DIR"
 ENV_CACHE = "LVAE_CACHE_DIR"
@@ -363,21 +363,13 @@ def _read_cache(path: Path) -> dict:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """``write(tmp)`` into a temporary file of this process's own beside ``path``, then rename it into place."""
+    """``write(tmp)`` into a temporary file beside ``path``, renamed into place (:func:`lvae_lib.files.atomic`);
+    a failure names the cache and what to do."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+        with atomic(path, what="the processed cache") as tmp:
+            write(tmp)
     except OSError as e:
-        raise DataError(f"cannot write the processed cache {path}: {e.strerror or e} (set {ENV_CACHE} to a "
-                        f"writable folder with room)") from None
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except OSError as e:
-        raise DataError(f"cannot write the processed cache {path}: {e.strerror or e} (set {ENV_CACHE} to a "
-                        f"writable folder with room)") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        raise DataError(f"{e.strerror or e} (set {ENV_CACHE} to a writable folder with room)") from None
 
 
 def _processed(name: str, root) -> dict:
@@ -395,7 +387,11 @@ def _processed(name: str, root) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     meta |= {"python": platform.python_version(), "shapes": {k: list(v.shape) for k, v in arrays.items()},
              "arrays_sha256": arrays_sha256(arrays)}
-    _atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+    def savez(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a path
+            np.savez(f, **arrays)
+
+    _atomic_write(path, savez)
     _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     return arrays
 

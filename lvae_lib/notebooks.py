@@ -19,6 +19,7 @@ import pandas as pd
 
 from .config import DATASETS
 from .experiments import BUDGETS, describe_budget
+from .files import atomic
 
 VOLATILE = ("papermill", "execution")
 # set by execute_notebook for its kernel: the file where a RecordSet (lvae_lib.query) notes the records it hands out
@@ -112,17 +113,14 @@ def execute_notebook(path: str | Path, out: str | Path | None = None, parameters
     for name, value in (parameters or {}).items():
         _check_value(name, value, path.name)
     # into a temporary file beside the target: a failed or interrupted run leaves the target as it was
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".ipynb", dir=out.parent)
-    os.close(fd)
-    try:
-        with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as used:
-            # the kernel inherits the environment: where to list the records it reads, and one torch thread
-            # unless OMP_NUM_THREADS says otherwise, as in CI's nbval (sampled pictures depend on the thread count)
-            kernel_env = {USED_ENV: used.name, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-            with mock.patch.dict(os.environ, kernel_env):
-                pm.execute_notebook(str(path), tmp, parameters=parameters or {}, kernel_name="python3",
-                                    cwd=str(cwd or path.parent), progress_bar=False)
-            records = list({line: None for line in used.read().splitlines()})  # each once, in order
+    with atomic(out, suffix=".ipynb") as tmp, tempfile.NamedTemporaryFile("r", suffix=".jsonl") as used:
+        # the kernel inherits the environment: where to list the records it reads, and one torch thread
+        # unless OMP_NUM_THREADS says otherwise, as in CI's nbval (sampled pictures depend on the thread count)
+        kernel_env = {USED_ENV: used.name, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        with mock.patch.dict(os.environ, kernel_env):
+            pm.execute_notebook(str(path), str(tmp), parameters=parameters or {}, kernel_name="python3",
+                                cwd=str(cwd or path.parent), progress_bar=False)
+        records = list({line: None for line in used.read().splitlines()})  # each once, in order
         nb = nbformat.read(tmp, as_version=4)
         nb.metadata["lvae"] = execution_info(nb.metadata.get("papermill", {}), declared, parameters or {},
                                              [json.loads(r) for r in records])
@@ -130,9 +128,6 @@ def execute_notebook(path: str | Path, out: str | Path | None = None, parameters
         if out == path:  # the reviewed notebook keeps its own parameters cell; the metadata says what ran
             nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
         nbformat.write(nb, tmp)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     if paired:
         _sync(path)
     return out

@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .files import atomic
+
 
 class BadRecord(ValueError):
     """A record whose files changed after it was written, or that lies in another run's folder."""
@@ -211,21 +213,10 @@ class Record:
     def load_model(self, device="cpu"):
         """The record's trained model (a :class:`lvae_lib.model.LadderVAE`) in evaluation mode on ``device``,
         from its :data:`WEIGHTS` (checked by the record's checksums when it was read)."""
-        from safetensors.torch import load_file
-
-        from .config import ModelConfig
-        from .model import LadderVAE
-
         if not self.has_weights:
             raise FileNotFoundError(f"{self.path or self.run.label}: this record keeps no {WEIGHTS} (only records "
                                     f"of budgets with keep_weights, the paper's, do); train it again to get one")
-        model = LadderVAE(ModelConfig(**self.model_cfg))
-        try:
-            model.load_state_dict(load_file(Path(self.path) / WEIGHTS))
-        except Exception as e:  # noqa: BLE001 - a torn or foreign file: name it
-            raise BadRecord(f"{Path(self.path) / WEIGHTS} does not hold this record's model ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:200]})") from None
-        return model.to(device).eval()
+        return load_model(self.model_cfg, Path(self.path) / WEIGHTS, device)
 
     @property
     def epochs(self) -> int:
@@ -274,6 +265,27 @@ def weights_bytes(model) -> bytes:
 
     return save({k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
                  for k, v in model.state_dict().items()})
+
+
+def load_model(model_cfg: dict, weights, device="cpu"):
+    """A :class:`lvae_lib.model.LadderVAE` of ``model_cfg`` with the weights in the file ``weights`` (the
+    :data:`WEIGHTS` format, :func:`weights_bytes`), in evaluation mode on ``device``: the one loader of a
+    record's model and of a `train` run's. A missing, torn or foreign file raises naming it."""
+    from safetensors.torch import load_file
+
+    from .config import ModelConfig
+    from .model import LadderVAE
+
+    weights = Path(weights)
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights} is missing: train the model again")
+    model = LadderVAE(ModelConfig(**model_cfg))
+    try:
+        model.load_state_dict(load_file(weights))
+    except Exception as e:  # noqa: BLE001 - a torn or foreign file: name it
+        raise BadRecord(f"{weights} does not hold this model ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200]}); train it again") from None
+    return model.to(device).eval()
 
 
 def kl_snapshot_name(epoch: int, layer: int) -> str:
@@ -430,9 +442,8 @@ class Store:
             old = old[~old.set_index(["key", "check"]).index.isin(new.set_index(["key", "check"]).index)]
         both = pd.concat([old, new], ignore_index=True) if len(old) else new
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.checks_path.with_suffix(".tmp")
-        both.sort_values(["label", "seed", "check"]).to_csv(tmp, index=False, float_format="%.6g")
-        os.replace(tmp, self.checks_path)
+        with atomic(self.checks_path) as tmp:
+            both.sort_values(["label", "seed", "check"]).to_csv(tmp, index=False, float_format="%.6g")
         return self.checks_path
 
     def table(self, runs, budget) -> pd.DataFrame:

@@ -18,7 +18,6 @@ import functools
 import math
 import os
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tqdm import tqdm
 from . import analysis
 from . import distributions as D
 from .config import ModelConfig, TrainConfig, to_dict
+from .files import atomic
 from .data import TrainData
 from .model import LadderVAE
 from .objectives import iw_bound, training_loss
@@ -215,22 +215,15 @@ def save_checkpoint(obj, path: Path) -> None:
     renamed into place, so a kill at any moment leaves the old checkpoint or the new one, never a torn
     one. A failure to write (read-only folder, full disk) is a :class:`CheckpointError` naming the path."""
     path = Path(path)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
+        with atomic(path) as tmp, open(tmp, "wb") as f:
             torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        if isinstance(e, (OSError, RuntimeError)):
-            # torch.save's words for a write cut short by a full disk
-            full = getattr(e, "errno", None) == 28 or any(w in str(e) for w in ("unexpected pos", "basic_ios"))
-            why = "no space left on the device" if full else str(e)
-            raise CheckpointError(f"cannot write {path}: {why}; the last checkpoint written is kept") from e
-        raise
+    except (OSError, RuntimeError) as e:
+        # torch.save's words for a write cut short by a full disk
+        full = getattr(e, "errno", None) == 28 or any(w in str(e) for w in ("unexpected pos", "basic_ios"))
+        why = "no space left on the device" if full else str(e.strerror if isinstance(e, OSError) else e)
+        why = why.removeprefix(f"cannot write {path}: ")  # files.atomic's words, not said twice
+        raise CheckpointError(f"cannot write {path}: {why}; the last checkpoint written is kept") from e
 
 
 def load_checkpoint(path: Path, device="cpu") -> dict:

@@ -365,6 +365,45 @@ def test_evaluate_into_a_read_only_run_dir_refuses_before_computing(tmp_path, mo
     assert f"cannot write {tmp_path / 'eval_L5.json'}" in capsys.readouterr().err
 
 
+def test_evaluate_reads_a_record_that_keeps_weights_and_never_writes_into_it(tmp_path, capsys):
+    """`evaluate` takes a record folder too: its model through the one loader, its result printed (or
+    written to --out), the sealed folder untouched; a record without weights is named."""
+    import json
+    from dataclasses import replace
+
+    from test_results import fake_record
+
+    from lvae_lib import cli, results
+    from lvae_lib import experiments as E
+    from lvae_lib.config import preset, to_dict
+    from lvae_lib.data import train_data
+    from lvae_lib.model import LadderVAE
+    from lvae_lib.objectives import iw_bound
+
+    root = _mnist_root()
+    run = E.Run("mnist", "VAE", 1)
+    cfg = preset("VAE", n_layers=1)[0]
+    st = results.Store(tmp_path / "res", "smoke")
+    rec = replace(fake_record(run, "k1"), model_cfg=to_dict(cfg))
+    folder = st.write(run, "k1", rec, [{"epoch": 1}], {}, model=LadderVAE(cfg))
+    before = sorted((p.name, p.read_bytes()) for p in folder.iterdir())
+    torch.manual_seed(7)
+    assert cli.main(["evaluate", str(folder), "--k", "3", "--test-subset", "4", "--data-dir", root]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sorted((p.name, p.read_bytes()) for p in folder.iterdir()) == before  # nothing written into it
+    torch.manual_seed(7)  # the same model, images and importance samples, computed here
+    model = results.read(folder).load_model()
+    x = train_data("mnist", root).x_test[:4]
+    assert out["n_test"] == 4 and out["k"] == 3
+    assert out["test_LK"] == pytest.approx(float(iw_bound(model, x, k=3, batch_size=100).mean()), abs=1e-4)
+    assert cli.main(["evaluate", str(folder), "--k", "3", "--test-subset", "4", "--data-dir", root,
+                     "--out", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["n_test"] == 4
+    bare = st.write(E.Run("mnist", "VAE", 2), "k2", fake_record(E.Run("mnist", "VAE", 2), "k2"), [{"epoch": 1}], {})
+    assert cli.main(["evaluate", str(bare), "--data-dir", root]) == 2
+    assert "keeps no model.safetensors" in capsys.readouterr().err
+
+
 def test_evaluate_names_a_broken_config(tmp_path, capsys):
     from lvae_lib.cli import main
 
@@ -587,16 +626,18 @@ def test_a_ray_cluster_that_is_not_there_is_one_line_and_ray_keeps_our_sigterm(m
 
 @pytest.mark.slow
 def test_a_full_disk_while_train_writes_its_outputs_names_the_file(tmp_path, monkeypatch, capsys):
-    import safetensors.torch
-
     from lvae_lib import cli
 
     root = _mnist_root()
+    write_bytes = Path.write_bytes
 
-    def full(*a, **k):
-        raise OSError(28, "No space left on device")
+    def full(self, data):  # the disk fills while the weights are written
+        if self.name.startswith(".model.safetensors."):
+            write_bytes(self, data[:10])
+            raise OSError(28, "No space left on device")
+        return write_bytes(self, data)
 
-    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    monkeypatch.setattr(Path, "write_bytes", full)
     code = cli.main(["train", str(tmp_path / "run"), "--preset", "VAE", "--layers", "1", "--epochs", "1",
                      "--train-subset", "256", "--test-subset", "100", "--data-dir", root])
     err = capsys.readouterr().err
