@@ -232,7 +232,7 @@ def cmd_run(a) -> int:
     from .query import eta_hours
 
     b = E.get_budget(a.budget)
-    todo = results.Store(a.results_dir or E.DEFAULT_RESULTS, b.name).missing(runs, b, a.refresh)
+    todo = results.Store(a.results_dir or E.DEFAULT_RESULTS, b.name).missing(E.keyed(runs, b), a.refresh)
     if todo:  # the plan, before any training
         h = eta_hours(todo, b, a.device)
         print(f"{len(todo)} run(s) to train at the {b.name} budget on {a.device}, about "
@@ -249,7 +249,7 @@ def cmd_run(a) -> int:
               "checkpoints; run the same command again to continue", file=sys.stderr)
         return 130
     print(rep)
-    df = results.Store(a.results_dir or E.DEFAULT_RESULTS, b.name).table(runs, b)
+    df = results.Store(a.results_dir or E.DEFAULT_RESULTS, b.name).table(E.keyed(runs, b))
     cols = ["dataset", "label", "seed", "train_L1", "test_L1", "test_LK", "train_seconds"]
     print(df[cols].round(2).to_string(index=False) if len(df) else "no complete records")
     return 1 if rep.failed else 0

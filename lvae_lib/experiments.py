@@ -17,6 +17,7 @@ several figures is one record, keyed by the hash of its full configuration.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -144,11 +145,22 @@ class Run:
         return replace(self, finetune="")
 
     def key(self, budget: Budget) -> str:
-        mcfg, tc = self.configs(budget)
-        parts = [mcfg, tc, {"dataset": self.dataset, "eval_k": budget.eval_k}]
-        if self.finetune:
-            parts.append(self.finetune_config(budget))
-        return config_hash(*parts)
+        """The run's key at ``budget``: the hash of everything that makes its record (computed once)."""
+        return _key(self, budget)
+
+
+@functools.lru_cache(maxsize=None)
+def _key(run: Run, budget: Budget) -> str:
+    mcfg, tc = run.configs(budget)
+    parts = [mcfg, tc, {"dataset": run.dataset, "eval_k": budget.eval_k}]
+    if run.finetune:
+        parts.append(run.finetune_config(budget))
+    return config_hash(*parts)
+
+
+def keyed(runs, budget: Budget) -> list[tuple[Run, str]]:
+    """``(run, key)`` of each run at ``budget``: what the store is asked about (it never computes a key)."""
+    return [(r, r.key(budget)) for r in runs]
 
 
 VARIANTS4 = ("VAE", "VAE+BN", "VAE+BN+WU", "LVAE+BN+WU")

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from . import results, runner
 from .data import DataError, train_data
 from .experiments import (BUDGET_ORDER, BUDGETS, DEFAULT_BUDGET, DEFAULT_RESULTS, DEFAULT_WORK, SEEDS, get_budget,
-                          runs_for)
+                          keyed, runs_for)
 from .notebooks import _check_value, _note_used
 
 
@@ -28,7 +28,7 @@ class RecordSet:
     :meth:`lvae_lib.results.Store.table`, each with the ``path`` of its record), by budget (largest first),
     then seed, then the target's runs in their order. ``budget``: the one a figure shows (set by
     :func:`ensure`); ``seed``: the notebook's, first in :meth:`shown`; ``unavailable``: (dataset, why) of
-    data that could not be had. Every frame it hands out is a fresh copy, and is noted for the book's
+    data that could not be had; ``bad``: records that cannot be used. Every frame it hands out is a fresh copy, and is noted for the book's
     execution page as shown or as weighed in the claims."""
 
     rows: pd.DataFrame = field(repr=False, compare=False)
@@ -36,6 +36,7 @@ class RecordSet:
     budget: str = ""
     seed: int = 0
     unavailable: tuple = ()
+    bad: tuple = ()  # (budget, run, why) of records that are here but cannot be used (:func:`select`)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -85,13 +86,16 @@ class RecordSet:
 
 def select(target: str = "all", results_dir=None, budgets=BUDGET_ORDER, seeds=SEEDS, seed: int = 0) -> RecordSet:
     """The complete records of ``target`` of every budget in ``budgets`` and every seed in ``seeds`` (and
-    ``seed``), the store of each budget read once. Trains nothing; records that cannot be used are left out
-    with a warning naming them (:meth:`lvae_lib.results.Store.table`)."""
+    ``seed``), each read once. Trains nothing; records that cannot be used are left out with a warning naming
+    them, and listed in :attr:`RecordSet.bad`."""
     root = results_dir or DEFAULT_RESULTS
     runs = [replace(r, seed=s) for s in dict.fromkeys((*seeds, seed)) for r in runs_for(target)]
-    frames = [df for name in budgets if len(df := results.Store(root, name).table(runs, get_budget(name)))]
-    rows = pd.concat(frames, ignore_index=True) if frames else results.Store(root, budgets[0]).table([], None)
-    return RecordSet(rows, target=target, seed=seed)
+    recs, bad = [], []
+    for name in budgets:
+        got, why = results.Store(root, name).records(keyed(runs, get_budget(name)))
+        recs += got
+        bad += [(name, r, w) for r, w in why.items()]
+    return RecordSet(results.frame(recs), target=target, seed=seed, bad=tuple(bad))
 
 
 def resolve_budget(target: str, budget: str = "default", results_dir=None, seed: int = 0) -> str:
@@ -111,7 +115,8 @@ def resolve_budget(target: str, budget: str = "default", results_dir=None, seed:
         return get_budget(budget).name
     root = results_dir or DEFAULT_RESULTS
     runs = [replace(r, seed=seed) for r in runs_for(target)]
-    done = {name: {r for r in runs if results.Store(root, name).complete(r, r.key(BUDGETS[name]))} for name in BUDGETS}
+    done = {name: {r for r, k in keyed(runs, BUDGETS[name]) if results.Store(root, name).complete(r, k)}
+            for name in BUDGETS}
     seen = {r.dataset for rs in done.values() for r in rs}
     needed = [r for r in runs if r.dataset in seen]
     for name in BUDGET_ORDER[:-1]:  # never smoke: that is the fallback
@@ -179,13 +184,14 @@ def ensure(target: str, budget: str = "default", device: str = "cpu", results_di
     _check_value("device", device, f"ensure({target!r})")
     b = get_budget(resolve_budget(target, budget, results_dir, seed))
     runs = [replace(r, seed=seed) for r in runs_for(target)]
-    store = results.Store(results_dir, b.name)
-    stale = store.stale(runs, b)
+    found = select(target, results_dir, seed=seed)  # every record read once; again only if some were trained
+    stale = [why for name, r, why in found.bad if name == b.name and r in runs]
     if stale:  # records that are here but cannot be used: named, never drawn as an empty figure
         raise RuntimeError(f"{len(stale)} record(s) of {target} at the {b.name} budget cannot be used: "
-                           + "; ".join(why.split("; not used")[0] for why in stale.values())
+                           + "; ".join(why.split("; not used")[0] for why in stale)
                            + f". Retrain them with `python -m lvae_lib run {target} --budget {b.name} --refresh`")
-    missing = store.missing(runs, b)
+    store = results.Store(results_dir, b.name)
+    missing = store.missing(keyed(runs, b))
     unavailable: dict[str, str] = {}
     for ds in dict.fromkeys(r.dataset for r in missing):  # e.g. NORB offline: report it, plan the rest
         try:
@@ -214,4 +220,6 @@ def ensure(target: str, budget: str = "default", device: str = "cpu", results_di
             unavailable[r.dataset] = str(e).splitlines()[0]
     for ds, why in unavailable.items():
         print(f"skipped every {ds} run: {why}")
-    return replace(select(target, results_dir, seed=seed), budget=b.name, unavailable=tuple(unavailable.items()))
+    if missing:
+        found = select(target, results_dir, seed=seed)
+    return replace(found, budget=b.name, unavailable=tuple(unavailable.items()))

@@ -344,23 +344,24 @@ class Store:
         except (OSError, ValueError):
             return False
 
-    def stale(self, runs, budget) -> dict:
-        """``{run: why}`` for the runs whose record is here but cannot be used (no checksums, a file missing or
-        changed, another run's): :func:`read`'s reason, which names the remedy."""
+    def stale(self, keyed) -> dict:
+        """``{run: why}`` for the ``(run, key)`` pairs whose record is here but cannot be used (no checksums, a
+        file missing or changed, another run's): :func:`read`'s reason, which names the remedy."""
         out = {}
-        for r in runs:
-            if self.complete(r, k := r.key(budget)):
+        for r, k in keyed:
+            if self.complete(r, k):
                 try:
                     self.load(r, k)
                 except BadRecord as e:
                     out[r] = str(e)
         return out
 
-    def missing(self, runs, budget, refresh: bool = False) -> list:
-        """The runs (of ``budget``) that have no complete record here, in their order; with ``refresh``,
-        also those whose record has no per-image estimates or cannot be used (:meth:`stale`)."""
-        bad = self.stale(runs, budget) if refresh else {}
-        return [r for r in runs if not self.complete(r, k := r.key(budget))
+    def missing(self, keyed, refresh: bool = False) -> list:
+        """The runs of the ``(run, key)`` pairs that have no complete record here, in their order; with
+        ``refresh``, also those whose record has no per-image estimates or cannot be used (:meth:`stale`)."""
+        keyed = list(keyed)
+        bad = self.stale(keyed) if refresh else {}
+        return [r for r, k in keyed if not self.complete(r, k)
                 or (refresh and (r in bad or not self.has_per_image(r, k)))]
 
     @contextlib.contextmanager
@@ -446,24 +447,33 @@ class Store:
             both.sort_values(["label", "seed", "check"]).to_csv(tmp, index=False, float_format="%.6g")
         return self.checks_path
 
-    def table(self, runs, budget) -> pd.DataFrame:
-        """One row per run: run fields, summary numbers, and the path of its record."""
-        rows, bad = [], []
-        for r in runs:
-            key = r.key(budget)
+    def records(self, keyed) -> tuple[list[Record], dict]:
+        """The usable records of the ``(run, key)`` pairs that are complete here, in their order, each read once
+        (:meth:`load`), and ``{run: why}`` of those that cannot be used (each also warned, never shown as numbers)."""
+        recs, bad = [], {}
+        for r, key in keyed:
             if not self.complete(r, key):
                 continue
             try:
-                rec = self.load(r, key)
-            except BadRecord as e:  # named, never shown as numbers
+                recs.append(self.load(r, key))
+            except BadRecord as e:
                 warnings.warn(str(e), stacklevel=2)
-                bad.append(str(e))
-                continue
-            s, pv = rec.summary, rec.provenance
-            rows.append({**dataclasses.asdict(rec.run), "budget": rec.budget, "key": key, "train_L1": s.train_L1,
-                         "test_L1": s.test_L1, "test_LK": s.test_LK, "K": s.K, "active_units": s.active_units,
-                         "layer_kl": s.layer_kl, "train_seconds": pv.train_seconds, "device": pv.device,
-                         "threads": pv.threads, "epochs": rec.epochs, "path": str(rec.path)})
-        df = pd.DataFrame(rows, columns=TABLE_COLUMNS if not rows else None)  # empty: still the columns
-        df.attrs["bad_records"] = bad
-        return df
+                bad[r] = str(e)
+        return recs, bad
+
+    def table(self, keyed) -> pd.DataFrame:
+        """:func:`frame` of the usable records of the ``(run, key)`` pairs (:meth:`records`)."""
+        return frame(self.records(keyed)[0])
+
+
+def frame(records) -> pd.DataFrame:
+    """One row per record: run fields, summary numbers, and the path of its record (:data:`TABLE_COLUMNS`);
+    a plain frame, no objects in its cells beside the per-layer lists."""
+    rows = []
+    for rec in records:
+        s, pv = rec.summary, rec.provenance
+        rows.append({**dataclasses.asdict(rec.run), "budget": rec.budget, "key": rec.key, "train_L1": s.train_L1,
+                     "test_L1": s.test_L1, "test_LK": s.test_LK, "K": s.K, "active_units": s.active_units,
+                     "layer_kl": s.layer_kl, "train_seconds": pv.train_seconds, "device": pv.device,
+                     "threads": pv.threads, "epochs": rec.epochs, "path": str(rec.path)})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)

@@ -126,9 +126,9 @@ def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str =
     runs = [replace(r, seed=seed) for r in E.runs_for(target)] if names else list(target)
     store = Store(results_dir, b.name)
     store.check_writable()  # before hours of training, not after
-    todo = store.missing(runs, b, refresh)
+    todo = store.missing(E.keyed(runs, b), refresh)
     if not refresh:  # records that are here but cannot be used: named, with the remedy, never counted as done
-        for r, why in store.stale(runs, b).items():
+        for r, why in store.stale(E.keyed(runs, b)).items():
             print(f"{_name(r)}: its record cannot be used ({why.split('; not used')[0]}); `run ... --refresh` "
                   f"retrains it", file=sys.stderr)
     report = SweepReport(skipped=[_name(r) for r in runs if r not in todo])

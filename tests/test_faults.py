@@ -274,7 +274,7 @@ def test_a_hand_edited_or_misplaced_record_is_named_and_not_used(tmp_path):
     import json
     import shutil
 
-    from lvae_lib import claims, experiments as E
+    from lvae_lib import claims, experiments as E, results
     from lvae_lib.results import BadRecord, Store
 
     b = E.get_budget("smoke")
@@ -282,7 +282,7 @@ def test_a_hand_edited_or_misplaced_record_is_named_and_not_used(tmp_path):
     for r in (lv, va):  # copies of two committed records
         shutil.copytree(Store(E.DEFAULT_RESULTS, "smoke").path(r, r.key(b)), Store(tmp_path, "smoke").path(r, r.key(b)))
     store = Store(tmp_path, "smoke")
-    assert len(store.table([lv, va], b)) == 2
+    assert len(store.table(E.keyed([lv, va], b))) == 2
     f = store.path(lv, lv.key(b)) / "record.json"
     rec = json.loads(f.read_text())
     rec["summary"]["test_LK"] += 500.0  # a hand edit that would flip "LVAE beats the best VAE"
@@ -290,8 +290,9 @@ def test_a_hand_edited_or_misplaced_record_is_named_and_not_used(tmp_path):
     with pytest.raises(BadRecord, match=re.escape(f"{store.path(lv, lv.key(b))}: record.json changed after the record was written")):
         store.load(lv, lv.key(b))
     with pytest.warns(UserWarning, match="checksum mismatch"):
-        df = store.table([lv, va], b)
-    assert list(df["variant"]) == ["VAE+BN+WU"] and len(df.attrs["bad_records"]) == 1
+        recs, bad = store.records(E.keyed([lv, va], b))
+    df = results.frame(recs)
+    assert list(df["variant"]) == ["VAE+BN+WU"] and list(bad) == [lv] and "checksum mismatch" in bad[lv]
     assert claims.decide(df).set_index("claim").loc["... and on test L_K, the estimate of log p(x)", "verdict"] == "not run"
     # a record copied into another model's folder is named, not shown as NaN
     shutil.rmtree(store.path(lv, lv.key(b)))
@@ -416,7 +417,7 @@ def test_a_figure_whose_records_are_all_missing_says_so_instead_of_failing(tmp_p
     from lvae_lib import claims, experiments as E, plots, report
     from lvae_lib.results import Store
 
-    df = Store(tmp_path, "cpu").table(E.runs_for("fig3"), E.get_budget("cpu"))  # as when the data cannot be found
+    df = Store(tmp_path, "cpu").table(E.keyed(E.runs_for("fig3"), E.get_budget("cpu")))  # as when the data cannot be found
     df.attrs.update(results_dir=str(tmp_path), budget="cpu")
     assert "variant" in df.columns and not len(df)  # once: KeyError: 'variant'
     for make in (lambda: plots.layers_figure(df), lambda: plots.training_curves({"cpu": report.curves(df)}),
@@ -472,8 +473,8 @@ def test_a_record_missing_a_file_is_called_missing_and_refresh_retrains_it(tmp_p
     (st.path(run, run.key(b)) / "arrays.npz").unlink()
     with pytest.raises(BadRecord, match="arrays.npz is missing.*--refresh"):
         st.load(run, run.key(b))
-    assert st.missing([run], b) == [] and st.missing([run], b, refresh=True) == [run]
-    assert "arrays.npz is missing" in st.stale([run], b)[run]
+    assert st.missing(E.keyed([run], b)) == [] and st.missing(E.keyed([run], b), refresh=True) == [run]
+    assert "arrays.npz is missing" in st.stale(E.keyed([run], b))[run]
 
 
 def _cli(*args, env=None):

@@ -122,7 +122,7 @@ def test_several_targets_keep_their_order_and_finetuning_waits_only_for_a_missin
     assert not any(r.finetune for r in first) and first[0] == E.FIGURES["table1"][0]
     base = E.FIGURES["table1"][0]
     store.write(base, base.key(b), fake_record(base, base.key(b), "cpu"), [], {})
-    todo = store.missing(runs, b)
+    todo = store.missing(E.keyed(runs, b))
     first, then = plan_waves(todo, store, b)
     assert then == [] and [r.label for r in first[:3]] == ["LVAE+BN+WU-L5-ft", "LVAE+BN+WU-L5-ft-iw10",
                                                            "LVAE+BN+WU-L5-ft-control"]
