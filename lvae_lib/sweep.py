@@ -62,8 +62,9 @@ FAULT_ENV = "LVAE_TEST_FAULT"
 
 def _fault(run: E.Run) -> None:
     """Test hook, set by ``$LVAE_TEST_FAULT`` (JSON): fail the first ``times`` attempts of the run labelled
-    ``label`` (counted in files under ``dir``); with ``sleep``, first wait that many seconds, as a long run
-    would; with ``kill``, SIGKILL the worker instead (``True``: always, a number: its first attempts)."""
+    ``label`` (counted in files under ``dir``); with ``notify`` (a Unix socket's path), first tell the test
+    this worker's pid there; with ``sleep``, then wait that many seconds, as a long run would; with ``kill``,
+    SIGKILL the worker instead (``True``: always, a number: its first attempts)."""
     inject = json.loads(os.environ.get(FAULT_ENV) or "null")
     if not inject or inject["label"] != run.label:
         return
@@ -71,6 +72,12 @@ def _fault(run: E.Run) -> None:
     d.mkdir(parents=True, exist_ok=True)
     n = len(list(d.glob(f"{run.label}.*")))
     (d / f"{run.label}.{n}").touch()
+    if inject.get("notify"):
+        import socket
+
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(inject["notify"])
+            s.sendall(str(os.getpid()).encode())
     time.sleep(inject.get("sleep", 0))
     kill = inject.get("kill")
     if kill is True or (kill and n < kill):  # as the kernel's out-of-memory killer would (``kill``: first n attempts)

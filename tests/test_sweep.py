@@ -132,29 +132,49 @@ def test_local_fault_is_retried_and_a_hopeless_run_reported_by_name(tmp_path, mo
 
 
 def sweep_with_a_sleeping_worker(tmp_path):
-    """A sweep in a subprocess whose one worker sleeps (as a long run trains); returns it and its workers."""
-    hook = {"label": "VAE-L1", "times": 0, "dir": str(tmp_path / "started"), "sleep": 300}
+    """A sweep in a subprocess whose one worker sleeps (as a long run trains); returns it and the worker's pid,
+    which the worker sends through a Unix socket when it starts (no polling)."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "notify"))
+    sock.listen(1)
+    sock.settimeout(120)
+    hook = {"label": "VAE-L1", "times": 0, "dir": str(tmp_path / "started"), "sleep": 300,
+            "notify": str(tmp_path / "notify")}
     code = (f"from lvae_lib.sweep import sweep; from lvae_lib.experiments import Run; "
             f"sweep([Run('mnist', 'VAE', 1)], 'smoke', threads=1, results_dir={str(tmp_path / 'r')!r}, "
             f"work_dir={str(tmp_path / 'w')!r}, progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, FAULT_ENV: json.dumps(hook)})
-    deadline = time.time() + 120
-    while not (tmp_path / "started").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)  # until the worker runs (and sleeps in the hook)
+    with sock, sock.accept()[0] as conn:  # until the worker runs (and sleeps in the hook)
+        worker = conn.recv(32).decode()
     assert proc.poll() is None, "the sweep ended before its worker started"
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    assert children
+    assert worker in children
     return proc, children
 
 
 def still_running(pids, wait=15.0):
-    """The processes of ``pids`` still alive (not zombies) after up to ``wait`` seconds."""
+    """The processes of ``pids`` still running after up to ``wait`` seconds: each one's exit is awaited on a
+    pidfd (readable once the process has ended, zombie or reaped), not polled."""
+    import select
+
+    fds = {}
+    for p in pids:
+        try:
+            fds[os.pidfd_open(int(p))] = p
+        except ProcessLookupError:  # already gone
+            pass
     deadline = time.time() + wait
-    while True:
-        alive = [c for c in pids if Path(f"/proc/{c}").exists() and "State:\tZ" not in Path(f"/proc/{c}/status").read_text()]
-        if not alive or time.time() > deadline:
-            return alive
-        time.sleep(0.5)
+    try:
+        while fds and (left := deadline - time.time()) > 0:
+            for fd in select.select(list(fds), [], [], left)[0]:
+                del fds[fd]
+                os.close(fd)
+        return list(fds.values())
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def test_sigterm_stops_the_workers_with_the_sweep(tmp_path):
