@@ -30,9 +30,11 @@ book: $(STAMP)  ## build the HTML book offline from the committed notebooks -> b
 	$(VENV)/bin/jupyter-book build book --warningiserror --nitpick --keep-going --quiet
 	@echo "Open file://$(CURDIR)/book/_build/html/index.html"
 
+# test files run in parallel, one process per core (at most 4; each test file, and each notebook, on one worker)
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 test: $(STAMP) $(RAY_STAMP) book  ## unit tests, pytest --nbval over the notebooks, and the browser test of the built book
 	# pytest's exit code 5 (no tests collected) is a failure here, like any other non-zero code
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest --nbval -q
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest --nbval -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)  ## unit tests only
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest tests -q -m "not slow and not browser"
