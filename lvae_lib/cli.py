@@ -171,7 +171,9 @@ def cmd_evaluate(a) -> int:
         analysis.recompute_batchnorm(model, binarize(x_train) if data.binarize else x_train)
     lk = iw_bound(model, x, k=a.k, batch_size=a.batch_size)
     res = {"k": a.k, "test_LK": float(lk.mean()), "n_test": len(x), "recompute_bn": a.recompute_bn,
-           "active_units": analysis.active_units(model, x[:2000])}
+           # the paper's measure (units whose test KL exceeds ACTIVE_KL nats), and Burda et al.'s activity A_u
+           "active_units": analysis.active_units_kl(analysis.unit_kl(model, x)),
+           "active_units_burda": analysis.active_units(model, x[:2000])}
     if out is not None:  # a subset's result never overwrites the full test set's
         with atomic(out) as f:
             f.write_text(json.dumps(res, indent=1))
@@ -300,7 +302,7 @@ def main(argv=None) -> int:
     _add_train_args(p)
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("evaluate", help="importance-weighted test log-likelihood L_K of a trained model",
-                       description="Evaluate L_K (eq. 6) on the test set of a run made by `train`, or of a record "
+                       description="Evaluate L_K (eq. 6) and the active units (the paper's measure: test KL above 0.01 nats; Burda's A_u beside it) on the test set of a run made by `train`, or of a record "
                                    "that keeps its weights (results/paper/...).")
     p.add_argument("run_dir", help="a `train` run folder, or a record folder with model.safetensors")
     p.add_argument("--out", default=None, help="write the result (JSON) here; default: RUN_DIR/eval_L<K>.json for a "

@@ -397,6 +397,9 @@ def test_evaluate_reads_a_record_that_keeps_weights_and_never_writes_into_it(tmp
     x = train_data("mnist", root).x_test[:4]
     assert out["n_test"] == 4 and out["k"] == 3
     assert out["test_LK"] == pytest.approx(float(iw_bound(model, x, k=3, batch_size=100).mean()), abs=1e-4)
+    from lvae_lib import analysis  # active units by the paper's measure: units with test KL above 0.01 nats
+    assert out["active_units"] == analysis.active_units_kl(analysis.unit_kl(model, x))
+    assert len(out["active_units_burda"]) == cfg.n_layers
     assert cli.main(["evaluate", str(folder), "--k", "3", "--test-subset", "4", "--data-dir", root,
                      "--out", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["n_test"] == 4
