@@ -14,7 +14,7 @@ from scipy import stats
 
 from . import analysis, evidence as ev
 from . import paper
-from .config import bottom_up
+from .config import VARIANTS, bottom_up
 from .experiments import BUDGET_ORDER, NESTED_K, describe_budget
 from .frames import MODEL_KEYS, arrays_at, curves_at, fmt, knn, knn_of
 
@@ -134,9 +134,10 @@ def compare(a, b, metric: str, side: int = 1, metric_b: str | None = None, noise
 
 
 def _seed_noise(rows, metric: str, n: int, noise: dict | None = None):
-    """(sd over seeds, its degrees of freedom, n, the budget described, e.g. "200 epochs") of ``metric`` for
-    the model of ``rows``: from its own seeds where it has two or more, else from the seeds of the same model at
-    another budget (``noise``, :func:`_noise_pool`); None where neither exists or the metric cannot be read there."""
+    """(sd over seeds, its degrees of freedom, n, where it was measured, e.g. "200 epochs") of ``metric`` for
+    the model of ``rows``: from its own seeds where it has two or more, else from the rows ``noise`` gives for it
+    (:func:`_noise_pool`: the same model at another budget; :func:`_study_noise`: the model a study's variant
+    changes); None where neither exists or the metric cannot be read there."""
     own = rows if len(rows) >= 2 else (noise or {}).get(_key(rows.iloc[0])) if len(rows) else None
     if own is None or len(own) < 2:
         return None
@@ -144,7 +145,10 @@ def _seed_noise(rows, metric: str, n: int, noise: dict | None = None):
         v = np.array([METRICS[metric][0](r) for _, r in own.iterrows()], np.float64)
     except (KeyError, TypeError):  # e.g. a nested L_1000 that records of that budget do not keep
         return None
-    return float(v.std(ddof=1)), len(v) - 1, n, describe_budget(own["budget"].iloc[0], own["dataset"].iloc[0], short=True)
+    where = describe_budget(own["budget"].iloc[0], own["dataset"].iloc[0], short=True)
+    if own["variant"].iloc[0] != rows["variant"].iloc[0]:  # a study's model, with the seeds of the one it changes
+        where = f"{where} on {own['variant'].iloc[0]}'s seeds"
+    return float(v.std(ddof=1)), len(v) - 1, n, where
 
 
 def _key(r) -> tuple:
@@ -388,6 +392,11 @@ def _paper_effects() -> dict:
         "... and warm-up raises it further": {"": om["VAE+BN+WU"][4] - om["VAE+BN"][4]},
         "training with 10 importance samples improves it further":
             {"": ft["LVAE, 5-layer + finetuning + IW=10"] - ft["LVAE, 5-layer + finetuning"]},
+        # the study's: the paper's LVAE - VAE gap, which the authors' settings might bring back
+        "with the authors' settings the LVAE beats the VAE on test L_1, as in the paper":
+            {"": text[("test L_1", "LVAE+BN+WU")] - text[("test L_1", "best VAE (3 layers)")]},
+        "with the authors' settings the LVAE beats the VAE on test L_K, as in the paper":
+            {"": text[("test L_5000", "LVAE+BN+WU")] - text[("test L_5000", "best VAE")]},
     }
 
 
@@ -400,7 +409,7 @@ def _effects_text(claim: str, parts) -> str:
     return "; ".join(out)
 
 
-def decide(df, figure: str | None = None) -> pd.DataFrame:
+def decide(df, figure: str | None = None, claim_list=None) -> pd.DataFrame:
     """The paper's claims that ``df``'s records test: our evidence, its intervals and the verdict of
     :func:`lvae_lib.evidence.verdict` (holds / does not hold / not resolved / untested; "not run" where a record is
     missing), and, where the paper prints both sides of the comparison, whether its own difference lies inside our
@@ -409,15 +418,17 @@ def decide(df, figure: str | None = None) -> pd.DataFrame:
     A claim compares records of one budget only. It gets a row for every budget (paper, cpu) whose
     records can test it; ``smoke`` records (which say nothing about the method) only where no larger
     budget can. Rows of several seeds of a model are all used. ``figure`` (e.g. ``"fig3"``) keeps the
-    claims of one figure.
+    claims of one figure. ``claim_list``: another list of claims in :func:`_claim_list`'s form (default: the
+    paper's; :func:`study_claims`: the authors'-settings study's).
     """
+    claim_list = claim_list or _claim_list
     if not len(df):
         return pd.DataFrame(columns=CLAIM_COLUMNS)
     rows: dict[str, list] = {}
     order: list[str] = []
     for b in BUDGET_ORDER:
         sub = df[df["budget"] == b]
-        for figs, claim, parts in _claim_list(sub, _noise_pool(sub, df)):
+        for figs, claim, parts in claim_list(sub, _noise_pool(sub, df)):
             if figure is not None and figure not in figs:
                 continue
             if claim not in order:
@@ -485,3 +496,68 @@ def result_in_words(claims_table: pd.DataFrame, df: pd.DataFrame) -> str:
                                                           for c, b in zip(fails["claim"], fails["budget"]))
                    + ".")
     return " ".join(out)
+
+
+# ---- the authors'-settings study (not the paper's claims): each of its variants against the model it changes
+# (config.VARIANTS with paper=False: "VAE+BN+WU+clip" changes "VAE+BN+WU")
+STUDY_BASE = {name: name.rsplit("+", 1)[0] for name, v in VARIANTS.items() if not v.paper}
+STUDY_METRICS = (("test_L1", "test L_1"), ("test_LK", "test L_K"))
+# what the verdict on "the setting lowers it" (side -1) says of the setting
+_EFFECT = {ev.HOLDS: "lowers it", ev.FAILS: "raises it", ev.OPEN: "not resolved", ev.UNTESTED: "untested"}
+
+
+def _study_noise(df) -> dict:
+    """For each study variant with fewer than two seeds in ``df`` (one budget's rows): the rows of the model it
+    changes, where that has two or more seeds; their spread stands in for the study variant's own training
+    noise (an assumption, named in the interval's text), so that one seed of a setting is not judged by the
+    test images alone."""
+    out = {}
+    for _, r in df.drop_duplicates(["dataset", "variant", "layers", "finetune"]).iterrows():
+        base = STUDY_BASE.get(r["variant"])
+        if base and len(_model(df, *_key(r))) < 2:
+            rows = _model(df, r["dataset"], base, r["layers"], r["finetune"])
+            if len(rows) >= 2:
+                out[_key(r)] = rows
+    return out
+
+
+def study_claims(df, noise: dict | None = None):
+    """The study's claims in :func:`_claim_list`'s form, for :func:`decide` (``claim_list=study_claims``):
+    whether the authors' settings lower each model's likelihood, and whether with them the LVAE's lead over the
+    VAE comes back (the paper's gap)."""
+    noise = {**(noise or {}), **_study_noise(df)}
+    pair = partial(_pair, noise=noise)
+    out = []
+    for model in ("VAE+BN+WU", "LVAE+BN+WU"):
+        for metric, name in STUDY_METRICS:
+            out.append((("authors",), f"the authors' settings lower {model}'s {name} (5 layers)",
+                        [("", pair(df, f"{model}+authors", model, metric, -1))]))
+    for metric, name in STUDY_METRICS:
+        out.append((("authors",), f"with the authors' settings the LVAE beats the VAE on {name}, as in the paper",
+                    [("", pair(df, "LVAE+BN+WU+authors", "VAE+BN+WU+authors", metric))]))
+    return out
+
+
+def settings_table(df) -> pd.DataFrame:
+    """Each study variant with records in ``df`` against the model it changes (same budget, dataset and depth):
+    the setting, the seeds behind each side, and for test L_1 and test L_K the difference (setting - without)
+    with its widest 95% interval (:func:`compare`, with :func:`_study_noise`) and what it says of the setting:
+    *lowers it*, *raises it* or *not resolved* by the book's rule."""
+    cols = ["budget", "setting", "changes", "seeds"] + [c for _, n in STUDY_METRICS for c in (f"Δ {n} [95%]", n)]
+    out = []
+    for b in BUDGET_ORDER:
+        sub = df[df["budget"] == b]
+        noise = {**_noise_pool(sub, df), **_study_noise(sub)}
+        for (ds, v, L, ft), g in sub.groupby(["dataset", "variant", "layers", "finetune"], sort=False):
+            base = _model(sub, ds, STUDY_BASE.get(v, ""), L, ft)
+            if v not in STUDY_BASE or not len(base):
+                continue
+            row = {"budget": b, "setting": v[len(STUDY_BASE[v]) + 1:], "changes": f"{STUDY_BASE[v]}, {L} layers",
+                   "seeds": f"{len(g)} vs {len(base)}"}
+            for metric, name in STUDY_METRICS:
+                _, ivs, verdict = compare(g, base, metric, -1, noise=noise)
+                wide = max(ivs, key=lambda iv: iv.hi - iv.lo) if ivs else None
+                row[f"Δ {name} [95%]"] = f"{wide.mean:+.2f} [{wide.lo:+.2f}, {wide.hi:+.2f}]" if wide else "-"
+                row[name] = _EFFECT[verdict]
+            out.append(row)
+    return pd.DataFrame(out, columns=cols)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from . import evidence as ev
-from .config import bottom_up
+from .config import VARIANTS, bottom_up
 from .experiments import BUDGET_ORDER, describe_budget
 from . import paper
 from .frames import arrays_at, fmt, knn, seed_mean
@@ -332,3 +332,24 @@ def weight_checks_in_words(results_dir=None, budget: str = "paper") -> str:
             out.append(f"L_{g['k'].iloc[0]} exceeds L_{K} of the same samples {span} ({where}): "
                        f"so far is L_{K} from converged in K.")
     return " ".join(out)
+
+
+def study_settings() -> pd.DataFrame:
+    """The authors'-settings study's variants (:data:`lvae_lib.claims.STUDY_BASE`), each with the model it
+    changes and what it sets there, read from the variant table."""
+    from .claims import STUDY_BASE
+
+    return pd.DataFrame([{"variant": n, "changes": b, "sets": ", ".join(f"{k} = {v}" for k, v in VARIANTS[n].model + VARIANTS[n].train)}
+                         for n, b in STUDY_BASE.items()])
+
+
+def study_status(df, budget: str = "cpu", seeds=(0, 1, 2)) -> pd.DataFrame:
+    """Which runs of the study (its variants and the models they change, 5 layers) have a record at ``budget``:
+    a row per model, a column per seed, and the number of runs still to train."""
+    from .claims import STUDY_BASE
+
+    names = list(dict.fromkeys([*STUDY_BASE.values(), *STUDY_BASE]))
+    at = df[(df["budget"] == budget) & (df["layers"] == 5)] if len(df) else df
+    rows = [{"model": n, **{f"seed {s}": "record" if len(at) and ((at["variant"] == n) & (at["seed"] == s)).any() else "-"
+                            for s in seeds}} for n in names]
+    return pd.DataFrame(rows)
