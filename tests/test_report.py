@@ -543,3 +543,12 @@ def test_the_study_asks_whether_the_authors_settings_bring_back_the_papers_gap(t
     assert gap.startswith("+0.62 lies outside our [")  # the paper's -82.12 - (-82.74) against our 2.5-nat lead
     # the paper's claims never read the study's records, and the study none of the paper's
     assert "the authors' settings lower VAE+BN+WU's test L_K (5 layers)" not in set(claims.decide(table(rows, tmp_path / "p", n=100))["claim"])
+
+
+def test_the_study_lists_its_settings_from_the_variant_table_and_which_runs_have_records(tmp_path):
+    s = report.study_settings().set_index("variant")
+    assert s.loc["VAE+BN+WU+clip", "sets"] == "clip_norm = 4.0, clip_value = 0.9"
+    assert s.loc["VAE+BN+WU+clip", "changes"] == "VAE+BN+WU" and "only_mu_up = True" in s.loc["LVAE+BN+WU+authors", "sets"]
+    status = report.study_status(_study(tmp_path, -1.0)).set_index("model")
+    assert list(status.loc["VAE+BN+WU+clip"]) == ["record", "-", "-"]
+    assert list(status.loc["VAE+BN+WU"]) == ["record"] * 3 and list(status.loc["LVAE+BN+WU+authors"]) == ["-"] * 3
