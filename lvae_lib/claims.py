@@ -127,8 +127,9 @@ def compare(a, b, metric: str, side: int = 1, metric_b: str | None = None, noise
     if common and seeds is None and set(a.get("path", ())) != set(b.get("path", ())):  # one model against itself: no noise
         found = [_seed_noise(rows, m, len(common), noise) for rows, m in ((a, metric), (b, metric_b))]
         if all(found):
+            src = sorted({n[3] for n in found})  # "200 epochs" goes without saying beside "200 epochs on X's seeds"
             intervals.append(ev.with_seed_noise(intervals[0], [n[:3] for n in found],
-                                                ", ".join(sorted({n[3] for n in found}))))
+                                                ", ".join(s for s in src if not any(o != s and o.startswith(s) for o in src))))
     intervals = [iv for iv in intervals if iv is not None]
     return text, intervals, ev.verdict(intervals, side)
 

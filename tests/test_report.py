@@ -526,7 +526,7 @@ def test_a_setting_is_judged_against_the_model_it_changes_with_that_models_seed_
     # the claims say whose seeds stood in for the study variant's own
     c = claims.decide(_study(tmp_path / "authors", -3.0, variant="VAE+BN+WU+authors"), claim_list=claims.study_claims)
     c = c.set_index("claim").loc["the authors' settings lower VAE+BN+WU's test L_K (5 layers)"]
-    assert c["verdict"] == "holds" and "with the seed noise measured at 200 epochs, 200 epochs on VAE+BN+WU's seeds" \
+    assert c["verdict"] == "holds" and "with the seed noise measured at 200 epochs on VAE+BN+WU's seeds" \
         in c["interval (A - B, 95%)"]
 
 
