@@ -15,14 +15,14 @@ help:  ## list the targets
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c requirements/lock.txt -e ".[book,test]"
+	$(PY) -m pip install -q --no-compile -c requirements/lock.txt -e ".[book,test]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)  ## create .venv and install the pinned dependencies
 
 # Ray (the optional [ray] extra, for `run --backend ray`) only for the tests: the book never needs it
 $(VENV)/.ray-$(shell cat requirements/lock.txt | cksum | cut -d' ' -f1): $(STAMP)
-	$(PY) -m pip install -q -c requirements/lock.txt -e ".[ray]"
+	$(PY) -m pip install -q --no-compile -c requirements/lock.txt -e ".[ray]"
 	rm -f $(VENV)/.ray-* && touch $@
 RAY_STAMP = $(VENV)/.ray-$(shell cat requirements/lock.txt | cksum | cut -d' ' -f1)
 
@@ -30,8 +30,9 @@ book: $(STAMP)  ## build the HTML book offline from the committed notebooks -> b
 	$(VENV)/bin/jupyter-book build book --warningiserror --nitpick --keep-going --quiet
 	@echo "Open file://$(CURDIR)/book/_build/html/index.html"
 
-# test files run in parallel, one process per core (at most 4; each test file, and each notebook, on one worker)
-TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
+# test files run in parallel, one process per core (at most 4; each test file, and each notebook, on one worker).
+# The cores are counted without OMP_NUM_THREADS, which CI sets to 1 and GNU nproc would otherwise report.
+TEST_WORKERS ?= $(shell n=$$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 test: $(STAMP) $(RAY_STAMP) book  ## unit tests, pytest --nbval over the notebooks, and the browser test of the built book
 	# pytest's exit code 5 (no tests collected) is a failure here, like any other non-zero code
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest --nbval -q -n $(TEST_WORKERS) --dist loadfile

@@ -182,17 +182,13 @@ def test_a_sweep_into_a_folder_it_cannot_write_fails_before_training(tmp_path):
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("checkpoint.pt"))
 
 
-def test_evaluating_a_subset_never_overwrites_the_full_evaluation(tmp_path):
+def test_evaluating_a_subset_never_overwrites_the_full_evaluation(tmp_path, mnist_root):
     from safetensors.torch import save_file
 
     from lvae_lib.cli import main
     from lvae_lib.model import LadderVAE
 
     # a trained-looking run dir, as `train` leaves it (a smoke model on MNIST)
-    pytest.importorskip("lvae_lib.data")
-    if not os.environ.get("LVAE_DATA_DIR") and not (ROOT.parent / "shared" / "data").exists():
-        pytest.skip("needs MNIST: set LVAE_DATA_DIR")
-    os.environ.setdefault("LVAE_DATA_DIR", str((ROOT.parent / "shared" / "data").resolve()))
     cfg = preset("VAE", n_layers=1)[0]
     save_file(LadderVAE(cfg).state_dict(), tmp_path / "model.safetensors")
     import json
@@ -206,19 +202,12 @@ def test_evaluating_a_subset_never_overwrites_the_full_evaluation(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the processed data cache
-def _mnist_root():
-    d = os.environ.get("LVAE_DATA_DIR") or str(ROOT.parent / "shared" / "data")
-    if not Path(d, "mnist").exists():
-        pytest.skip("needs MNIST: set LVAE_DATA_DIR")
-    return d
-
-
-def test_a_bad_cache_is_rebuilt_with_one_warning_never_used(tmp_path, monkeypatch):
+def test_a_bad_cache_is_rebuilt_with_one_warning_never_used(tmp_path, monkeypatch, mnist_root):
     import numpy as np
 
     from lvae_lib import data as D
 
-    root = _mnist_root()
+    root = mnist_root
     monkeypatch.setenv(D.ENV_CACHE, str(tmp_path))
     x, _ = D.load_dataset("mnist", "test", root=root)
     cache = tmp_path / "processed" / f"mnist-v{D._CACHE_VERSION}.npz"
@@ -238,8 +227,8 @@ def test_a_bad_cache_is_rebuilt_with_one_warning_never_used(tmp_path, monkeypatc
             D.load_dataset("mnist", "test", root=root)
 
 
-def test_two_processes_building_one_cache_at_once_both_succeed(tmp_path):
-    root = _mnist_root()
+def test_two_processes_building_one_cache_at_once_both_succeed(tmp_path, mnist_root):
+    root = mnist_root
     code = ("import sys; from lvae_lib import data as D; x, _ = D.load_dataset('mnist', 'test', root=sys.argv[1]); "
             "print(float(x.sum()))")
     env = {**os.environ, "LVAE_CACHE_DIR": str(tmp_path)}
@@ -366,7 +355,7 @@ def test_evaluate_into_a_read_only_run_dir_refuses_before_computing(tmp_path, mo
     assert f"cannot write {tmp_path / 'eval_L5.json'}" in capsys.readouterr().err
 
 
-def test_evaluate_reads_a_record_that_keeps_weights_and_never_writes_into_it(tmp_path, capsys):
+def test_evaluate_reads_a_record_that_keeps_weights_and_never_writes_into_it(tmp_path, capsys, mnist_root):
     """`evaluate` takes a record folder too: its model through the one loader, its result printed (or
     written to --out), the sealed folder untouched; a record without weights is named."""
     import json
@@ -381,7 +370,7 @@ def test_evaluate_reads_a_record_that_keeps_weights_and_never_writes_into_it(tmp
     from lvae_lib.model import LadderVAE
     from lvae_lib.objectives import iw_bound
 
-    root = _mnist_root()
+    root = mnist_root
     run = E.Run("mnist", "VAE", 1)
     cfg = preset("VAE", n_layers=1)[0]
     st = results.Store(tmp_path / "res", "smoke")
@@ -485,16 +474,9 @@ def _cli(*args, env=None):
                           env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[1])
 
 
-def _mnist_root():
-    root = os.environ.get("LVAE_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
-    if not Path(root, "mnist").exists():
-        pytest.skip("needs MNIST: set LVAE_DATA_DIR")
-    return root
-
-
 @pytest.mark.slow
-def test_extending_a_finished_run_or_a_torn_model_file_is_one_line(tmp_path):
-    root = _mnist_root()
+def test_extending_a_finished_run_or_a_torn_model_file_is_one_line(tmp_path, mnist_root):
+    root = mnist_root
     small = ["--preset", "VAE", "--layers", "1", "--train-subset", "256", "--test-subset", "100", "--data-dir", root]
     assert _cli("train", tmp_path / "run", "--epochs", "1", *small).returncode == 0
     out = _cli("train", tmp_path / "run", "--epochs", "2", *small)
@@ -629,10 +611,10 @@ def test_a_ray_cluster_that_is_not_there_is_one_line_and_ray_keeps_our_sigterm(m
 
 
 @pytest.mark.slow
-def test_a_full_disk_while_train_writes_its_outputs_names_the_file(tmp_path, monkeypatch, capsys):
+def test_a_full_disk_while_train_writes_its_outputs_names_the_file(tmp_path, monkeypatch, capsys, mnist_root):
     from lvae_lib import cli
 
-    root = _mnist_root()
+    root = mnist_root
     write_bytes = Path.write_bytes
 
     def full(self, data):  # the disk fills while the weights are written

@@ -1,7 +1,10 @@
-"""The project's plumbing: environment files agree, notebooks and their .py pairs agree."""
+"""The project's plumbing: environment files agree, notebooks and their .py pairs agree, `make test` uses the cores."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -72,3 +75,15 @@ def test_notebook_names_its_kernel(nb):
     import nbformat
 
     assert nbformat.read(nb, as_version=4).metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+def test_make_test_uses_every_core_even_where_omp_num_threads_is_1():
+    """CI exports OMP_NUM_THREADS=1 (one torch thread per test), and GNU nproc reports that number as the
+    machine's cores: the test workers must be counted without it (up to 4)."""
+    if not shutil.which("make"):
+        pytest.skip("needs make")
+    out = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "OMP_THREAD_LIMIT": "1"}).stdout
+    workers = re.search(r"pytest .* -n (\d+)", out)
+    assert workers, f"no pytest -n in `make -n test`:\n{out}"
+    assert int(workers.group(1)) == min(len(os.sched_getaffinity(0)), 4)

@@ -13,15 +13,12 @@ COLD = ROOT / "notebooks" / "fig2_training_curves.ipynb"
 
 
 @pytest.mark.slow
-def test_a_notebook_regenerates_from_an_empty_store_at_smoke_budget(tmp_path):
+def test_a_notebook_regenerates_from_an_empty_store_at_smoke_budget(tmp_path, mnist_root):
     import nbformat
     import papermill as pm
 
     from lvae_lib import experiments as E
 
-    if not os.environ.get("LVAE_DATA_DIR") and not (ROOT.parent / "shared" / "data").exists():
-        pytest.skip("needs MNIST: set LVAE_DATA_DIR")
-    os.environ.setdefault("LVAE_DATA_DIR", str(ROOT.parent / "shared" / "data"))
     results, out = tmp_path / "results", tmp_path / COLD.name
     pm.execute_notebook(str(COLD), str(out), parameters={"budget": "smoke", "results_dir": str(results)},
                         kernel_name="python3", cwd=str(COLD.parent), progress_bar=False)
