@@ -15,14 +15,14 @@ help:  ## list the targets
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile -c requirements/lock.txt -e ".[book,test]"
+	$(PY) -m pip install -q -c requirements/lock.txt -e ".[book,test]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)  ## create .venv and install the pinned dependencies
 
 # Ray (the optional [ray] extra, for `run --backend ray`) only for the tests: the book never needs it
 $(VENV)/.ray-$(shell cat requirements/lock.txt | cksum | cut -d' ' -f1): $(STAMP)
-	$(PY) -m pip install -q --no-compile -c requirements/lock.txt -e ".[ray]"
+	$(PY) -m pip install -q -c requirements/lock.txt -e ".[ray]"
 	rm -f $(VENV)/.ray-* && touch $@
 RAY_STAMP = $(VENV)/.ray-$(shell cat requirements/lock.txt | cksum | cut -d' ' -f1)
 
