@@ -21,3 +21,11 @@ def mnist_root() -> str:
         pytest.skip("needs MNIST: set LVAE_DATA_DIR")
     os.environ["LVAE_DATA_DIR"] = root = str(Path(root).resolve())
     return root
+
+
+def pytest_collection_modifyitems(items):
+    """The test files that hold slow or browser tests first, each file's tests kept together and in order: with
+    `-n 2 --dist loadfile` the longest files start at once and the many short ones fill in beside them (longest
+    first), instead of the longest file starting last and running on alone."""
+    heavy = {item.path for item in items if item.get_closest_marker("slow") or item.get_closest_marker("browser")}
+    items.sort(key=lambda item: item.path not in heavy)  # a stable sort: the order within each group is kept
