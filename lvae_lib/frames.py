@@ -31,7 +31,6 @@ def seed_mean(df) -> pd.DataFrame:
         out[f"{m}_sd"] = g[m].std().values
     out["n_seeds"] = g.size().values
     out = out.sort_values("budget", key=lambda b: b.map(BUDGET_ORDER.index), kind="stable", ignore_index=True)
-    out.attrs.update(df.attrs)
     return out  # largest budget first: a model's first row is its best-budget record
 
 

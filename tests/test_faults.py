@@ -410,7 +410,6 @@ def test_a_figure_whose_records_are_all_missing_says_so_instead_of_failing(tmp_p
     from lvae_lib.results import Store
 
     df = Store(tmp_path, "cpu").table(E.keyed(E.runs_for("fig3"), E.get_budget("cpu")))  # as when the data cannot be found
-    df.attrs.update(results_dir=str(tmp_path), budget="cpu")
     assert "variant" in df.columns and not len(df)  # once: KeyError: 'variant'
     for make in (lambda: plots.layers_figure(df), lambda: plots.training_curves({"cpu": report.curves(df)}),
                  lambda: plots.layer_kl_figure(df), lambda: plots.unit_kl_figure(report.snapshots(df)),
