@@ -242,6 +242,7 @@ class Record:
 
 # the names in ``arrays.npz``, by what they hold (``{l}``: the layer, 1 at the bottom; ``{e}``: the epoch)
 ARRAYS = {
+    "train_L1_per_image": "L_1 of each of the first 10,000 training images (one fixed binarisation), in data-set order",
     "test_L1_per_image": "L_1 of each test image, in test-set order",
     "test_LK_per_image": "L_K of each test image, in test-set order",
     "test_L{k}_per_image": "records with K > experiments.NESTED_K: L_k of the first k of the same samples (k = NESTED_K)",

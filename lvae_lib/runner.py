@@ -42,8 +42,9 @@ def derived(model, run: Run, budget: Budget, data, progress=False) -> tuple[resu
                               test_LK=float(test_lk.mean()), K=budget.eval_k,
                               active_units=analysis.active_units(model, x_test[:n_an]),
                               layer_kl=[float(v) for v in analysis.layer_kl(model, x_test)])
-    # per test image, in test-set order: two models' estimates on the same images give a paired difference
-    arrays = {"test_L1_per_image": test_l1.numpy().astype(np.float32),
+    # per image, in data-set order: two models' estimates on the same images give a paired difference
+    arrays = {"train_L1_per_image": train_l1.numpy().astype(np.float32),
+              "test_L1_per_image": test_l1.numpy().astype(np.float32),
               "test_LK_per_image": test_lk.numpy().astype(np.float32)}
     arrays.update({f"test_L{m}_per_image": v.numpy().astype(np.float32) for m, v in inner.items()})
     arrays.update({f"unit_kl_l{i + 1}": u for i, u in enumerate(analysis.unit_kl(model, x_test))})

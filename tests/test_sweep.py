@@ -72,9 +72,10 @@ def test_records_keep_per_image_estimates_that_average_to_the_summary(one_job):
     for rec in one_job.rglob("record.json"):
         s = json.loads(rec.read_text())["summary"]
         with np.load(rec.parent / "arrays.npz") as a:
-            for name in ("test_L1", "test_LK"):
+            b = E.get_budget("smoke")  # L_1 of the first 10,000 training images: all of the smoke budget's 1,000
+            for name, n in (("train_L1", min(10_000, b.train_subset)), ("test_L1", b.test_subset), ("test_LK", b.test_subset)):
                 per = a[f"{name}_per_image"]
-                assert per.shape == (E.get_budget("smoke").test_subset,) and np.isfinite(per).all()
+                assert per.shape == (n,) and np.isfinite(per).all()
                 assert per.mean(dtype=np.float64) == pytest.approx(s[name], abs=1e-3)
             assert (a["test_LK_per_image"] >= a["test_L1_per_image"] - 5).mean() > 0.9  # L_K >= L_1 mostly
 
