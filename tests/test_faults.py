@@ -207,9 +207,8 @@ def test_a_bad_cache_is_rebuilt_with_one_warning_never_used(tmp_path, monkeypatc
 
     from lvae_lib import data as D
 
-    root = mnist_root
     monkeypatch.setenv(D.ENV_CACHE, str(tmp_path))
-    x, _ = D.load_dataset("mnist", "test", root=root)
+    x, _ = D.load_dataset("mnist", "test", root=mnist_root)
     cache = tmp_path / "processed" / f"mnist-v{D._CACHE_VERSION}.npz"
     with np.load(cache) as f:
         arrays = dict(f)
@@ -220,19 +219,18 @@ def test_a_bad_cache_is_rebuilt_with_one_warning_never_used(tmp_path, monkeypatc
         if damage is not None:
             cache.write_bytes(damage)
         with pytest.warns(UserWarning, match=rf"ignoring the processed cache {cache}: .*rebuilding"):
-            again, _ = D.load_dataset("mnist", "test", root=root)
+            again, _ = D.load_dataset("mnist", "test", root=mnist_root)
         assert torch.equal(again, x)  # the altered or torn arrays were not used
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # and the rebuilt cache is trusted again, silently
-            D.load_dataset("mnist", "test", root=root)
+            D.load_dataset("mnist", "test", root=mnist_root)
 
 
 def test_two_processes_building_one_cache_at_once_both_succeed(tmp_path, mnist_root):
-    root = mnist_root
     code = ("import sys; from lvae_lib import data as D; x, _ = D.load_dataset('mnist', 'test', root=sys.argv[1]); "
             "print(float(x.sum()))")
     env = {**os.environ, "LVAE_CACHE_DIR": str(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, "-c", code, root], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-c", code, mnist_root], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
@@ -370,7 +368,6 @@ def test_evaluate_reads_a_record_that_keeps_weights_and_never_writes_into_it(tmp
     from lvae_lib.model import LadderVAE
     from lvae_lib.objectives import iw_bound
 
-    root = mnist_root
     run = E.Run("mnist", "VAE", 1)
     cfg = preset("VAE", n_layers=1)[0]
     st = results.Store(tmp_path / "res", "smoke")
@@ -378,22 +375,22 @@ def test_evaluate_reads_a_record_that_keeps_weights_and_never_writes_into_it(tmp
     folder = st.write(run, "k1", rec, [{"epoch": 1}], {}, model=LadderVAE(cfg))
     before = sorted((p.name, p.read_bytes()) for p in folder.iterdir())
     torch.manual_seed(7)
-    assert cli.main(["evaluate", str(folder), "--k", "3", "--test-subset", "4", "--data-dir", root]) == 0
+    assert cli.main(["evaluate", str(folder), "--k", "3", "--test-subset", "4", "--data-dir", mnist_root]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert sorted((p.name, p.read_bytes()) for p in folder.iterdir()) == before  # nothing written into it
     torch.manual_seed(7)  # the same model, images and importance samples, computed here
     model = results.read(folder).load_model()
-    x = train_data("mnist", root).x_test[:4]
+    x = train_data("mnist", mnist_root).x_test[:4]
     assert out["n_test"] == 4 and out["k"] == 3
     assert out["test_LK"] == pytest.approx(float(iw_bound(model, x, k=3, batch_size=100).mean()), abs=1e-4)
     from lvae_lib import analysis  # active units by the paper's measure: units with test KL above 0.01 nats
     assert out["active_units"] == analysis.active_units_kl(analysis.unit_kl(model, x))
     assert len(out["active_units_burda"]) == cfg.n_layers
-    assert cli.main(["evaluate", str(folder), "--k", "3", "--test-subset", "4", "--data-dir", root,
+    assert cli.main(["evaluate", str(folder), "--k", "3", "--test-subset", "4", "--data-dir", mnist_root,
                      "--out", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["n_test"] == 4
     bare = st.write(E.Run("mnist", "VAE", 2), "k2", fake_record(E.Run("mnist", "VAE", 2), "k2"), [{"epoch": 1}], {})
-    assert cli.main(["evaluate", str(bare), "--data-dir", root]) == 2
+    assert cli.main(["evaluate", str(bare), "--data-dir", mnist_root]) == 2
     assert "keeps no model.safetensors" in capsys.readouterr().err
 
 
@@ -475,15 +472,14 @@ def _cli(*args, env=None):
 
 @pytest.mark.slow
 def test_extending_a_finished_run_or_a_torn_model_file_is_one_line(tmp_path, mnist_root):
-    root = mnist_root
-    small = ["--preset", "VAE", "--layers", "1", "--train-subset", "256", "--test-subset", "100", "--data-dir", root]
+    small = ["--preset", "VAE", "--layers", "1", "--train-subset", "256", "--test-subset", "100", "--data-dir", mnist_root]
     assert _cli("train", tmp_path / "run", "--epochs", "1", *small).returncode == 0
     out = _cli("train", tmp_path / "run", "--epochs", "2", *small)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "written for other configs" in out.stderr and "give a new run dir" in out.stderr
     weights = tmp_path / "run" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # torn
-    out = _cli("evaluate", tmp_path / "run", "--k", "2", "--data-dir", root)
+    out = _cli("evaluate", tmp_path / "run", "--k", "2", "--data-dir", mnist_root)
     assert out.returncode == 2 and "Traceback" not in out.stderr and str(weights) in out.stderr
 
 
@@ -613,7 +609,6 @@ def test_a_ray_cluster_that_is_not_there_is_one_line_and_ray_keeps_our_sigterm(m
 def test_a_full_disk_while_train_writes_its_outputs_names_the_file(tmp_path, monkeypatch, capsys, mnist_root):
     from lvae_lib import cli
 
-    root = mnist_root
     write_bytes = Path.write_bytes
 
     def full(self, data):  # the disk fills while the weights are written
@@ -624,7 +619,7 @@ def test_a_full_disk_while_train_writes_its_outputs_names_the_file(tmp_path, mon
 
     monkeypatch.setattr(Path, "write_bytes", full)
     code = cli.main(["train", str(tmp_path / "run"), "--preset", "VAE", "--layers", "1", "--epochs", "1",
-                     "--train-subset", "256", "--test-subset", "100", "--data-dir", root])
+                     "--train-subset", "256", "--test-subset", "100", "--data-dir", mnist_root])
     err = capsys.readouterr().err
     assert code == 1 and f"cannot write {tmp_path / 'run' / 'model.safetensors'}: No space left on device" in err
     assert not (tmp_path / "run" / "model.safetensors").exists()
