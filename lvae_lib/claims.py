@@ -27,7 +27,7 @@ METRICS = {
     "test_LK": (lambda r: r["test_LK"], lambda a: a.get("test_LK_per_image")),
     "test_L1": (lambda r: r["test_L1"], lambda a: a.get("test_L1_per_image")),
     # L_1 of 10,000 training images (one fixed binarization), evaluation mode; per image in records made
-    # since the commit after f4aaff7 (older records: the summary only)
+    # since f78ec17 (older records: the summary only)
     "train_L1": (lambda r: r["train_L1"], lambda a: a.get("train_L1_per_image")),
     # L_K - L_1: how much importance sampling still adds, i.e. how loose the bound L_1 is
     "bound_gap": (_gap, lambda a: a["test_LK_per_image"] - a["test_L1_per_image"] if "test_LK_per_image" in a else None),
