@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from .config import preset
 from .model import LadderVAE
 from .objectives import iw_bound
 from .reference import ReferenceVAE, reference_epoch, reference_loader
-from .train import GraphedStep, epoch_batches, make_optimizer, train_step, use_cuda_graphs
+from .train import GraphedStep, cpu_model, epoch_batches, make_optimizer, train_step, use_cuda_graphs
 
 BATCH = 256
 PAPER_STEPS = 2000 * -(-60000 // BATCH)  # training steps of one paper-budget MNIST model
@@ -227,13 +226,7 @@ def profile_step(variant: str = "LVAE+BN+WU", steps: int = 10, device="cpu", top
 def device_name(device) -> str:
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} cores"
+    return f"{cpu_model()}, {os.cpu_count()} cores"
 
 
 def run_benchmark(device="cpu", steps: int = 40, repeats: int = 3, k: int = 5000, images: int = 20,

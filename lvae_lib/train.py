@@ -17,6 +17,7 @@ import fcntl
 import functools
 import math
 import os
+import platform
 import subprocess
 import time
 from pathlib import Path
@@ -88,9 +89,23 @@ def train_step(model: LadderVAE, opt: torch.optim.Optimizer, xb: torch.Tensor, b
     return loss.detach(), out
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``), else what :mod:`platform` knows of it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def device_label(device) -> str:
-    """How records name a device: the GPU's model (``NVIDIA H100 80GB HBM3``), else the device string."""
-    return torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else str(device)
+    """How records name a device: the GPU's model (``NVIDIA H100 80GB HBM3``), else the device string with the
+    processor's model, ``cpu (Intel(R) Xeon(R) Processor)``: fp32 training is not bit-reproducible from one
+    processor model to another (their kernels round differently), so a record says on which it ran."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device} ({cpu_model()})" if torch.device(device).type == "cpu" else str(device)
 
 
 @functools.lru_cache(maxsize=1)

@@ -7,7 +7,7 @@ import torch
 
 from lvae_lib.config import TrainConfig, preset
 from lvae_lib.stacked import train_stacked
-from lvae_lib.train import load_checkpoint, train
+from lvae_lib.train import cpu_model, load_checkpoint, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import SMALL, synthetic  # noqa: E402
@@ -94,7 +94,7 @@ def test_a_stacked_run_resumes_exactly_and_writes_ordinary_checkpoints(tmp_path)
     # a stacked checkpoint is an ordinary one: a single run finds it complete and returns the same model
     alone, st = train(cfg, CFGS[1], data, dirs[1], progress=False)
     torch.testing.assert_close(alone.state_dict(), resumed[1][0].state_dict(), rtol=0, atol=0)
-    assert st["history"][-1]["device"] == "cpu (stack of 3)"
+    assert st["history"][-1]["device"] == f"cpu ({cpu_model()}) (stack of 3)"
 
 
 def test_only_models_that_differ_in_seed_and_warmup_stack():

@@ -12,7 +12,7 @@ import pytest
 from lvae_lib import experiments as E
 from lvae_lib.results import read_metrics
 from lvae_lib.sweep import FAULT_ENV, sweep
-from lvae_lib.train import git_commit
+from lvae_lib.train import cpu_model, git_commit
 
 RUNS = [E.Run("mnist", "VAE", 1), E.Run("mnist", "LVAE+BN+WU", 2), E.Run("mnist", "VAE+BN", 2)]
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("mnist_root")]
@@ -63,9 +63,11 @@ def test_two_jobs_write_the_same_records_as_one(one_job, tmp_path):
 def test_records_say_which_device_and_which_code_ran_each_epoch(one_job):
     for rec in one_job.rglob("record.json"):
         m = read_metrics(rec.parent)
-        assert set(m["device"]) == {"cpu"} and set(m["commit"]) == {git_commit()}
+        # the processor's model too: fp32 training is not bit-reproducible from one to another
+        assert set(m["device"]) == {f"cpu ({cpu_model()})"} and set(m["commit"]) == {git_commit()}
         prov = json.loads(rec.read_text())["provenance"]
-        assert prov["epochs_by_device"] == {"cpu": len(m)} and prov["epochs_by_commit"] == {git_commit(): len(m)}
+        assert prov["device"] == f"cpu ({cpu_model()})" and cpu_model() not in ("", "cpu")
+        assert prov["epochs_by_device"] == {f"cpu ({cpu_model()})": len(m)} and prov["epochs_by_commit"] == {git_commit(): len(m)}
 
 
 def test_records_keep_per_image_estimates_that_average_to_the_summary(one_job):
@@ -157,7 +159,7 @@ def test_a_stacked_sweep_writes_ordinary_records(one_job, tmp_path):
         assert st.keys() == one.keys() and st["summary"].keys() == one["summary"].keys()
         assert st["key"] == one["key"] and st["train_cfg"] == one["train_cfg"]
         m = read_metrics(st_dir)
-        assert set(m["device"]) == {f"cpu (stack of {2 if 'LVAE' in r.label else 4})"}
+        assert set(m["device"]) == {f"cpu ({cpu_model()}) (stack of {2 if 'LVAE' in r.label else 4})"}
         assert set(m["commit"]) == {git_commit()} and st["provenance"]["epochs_by_commit"] == {git_commit(): len(m)}
         with np.load(st_dir / "arrays.npz") as a, np.load(st_dir.parent.parent.parent.parent / "plain" / "smoke" /
                                                           "mnist" / st_dir.name / "arrays.npz") as o:
