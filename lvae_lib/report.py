@@ -111,6 +111,25 @@ def layers_table(df, metric="test_LK") -> pd.DataFrame:
     return cells.pivot(index="variant", columns="layers", values="cell").fillna("")
 
 
+def training_upsets(df, drop: float = 10.0) -> pd.DataFrame:
+    """The blow-ups a final number hides: each epoch after warm-up (``beta`` 1 in this epoch and the one
+    before) at which a record's training ELBO (the epoch's mean, training mode) fell more than ``drop`` nats
+    below the epoch before's, with the model, the ELBO before, at that epoch and at the end. Empty where no
+    record of ``df`` has one."""
+    cols = ["model", "seed", "budget", "epoch", "train ELBO before", "at that epoch", "at the end (epoch)"]
+    out = []
+    for _, r in df.iterrows():
+        if not isinstance(r.get("path"), str):
+            continue
+        m = read_metrics(r["path"])
+        e, beta = m["train_elbo"].to_numpy(float), m["beta"].to_numpy(float) if "beta" in m else np.ones(len(m))
+        for i in np.flatnonzero((e[1:] < e[:-1] - drop) & (beta[1:] >= 1) & (beta[:-1] >= 1)) + 1:
+            out.append([f"{r['variant']}-L{r['layers']}" + (f"-{r['finetune']}" if r.get("finetune") else ""),
+                        r["seed"], r["budget"], int(m["epoch"].iloc[i]), f"{e[i - 1]:,.2f}", f"{e[i]:,.2f}",
+                        f"{e[-1]:,.2f} ({int(m['epoch'].iloc[-1])})"])
+    return pd.DataFrame(out, columns=cols)
+
+
 def top_budget(d: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``d`` that belong to its largest budget (paper > cpu > smoke): a "best of" is taken
     within one budget, never across budgets."""

@@ -46,3 +46,14 @@ report.layers_table(df, "test_L1")
 
 # %%
 table(claims.decide(records.evidence(), "fig7"), drop=["figure"])
+
+# %% [markdown]
+# ## Blow-ups in training
+#
+# A final number hides how a model got there. Without batch norm the LVAE's training can blow up: an epoch
+# whose mean training ELBO falls far below the one before, from which the model recovers only in part by
+# the end. Listed here: every epoch after warm-up at which a record shown in this figure had its training
+# ELBO fall by more than 10 nats (`report.training_upsets`; an empty table means none did).
+
+# %%
+table(report.training_upsets(df))

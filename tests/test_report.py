@@ -566,3 +566,27 @@ def test_fig2s_train_claim_gets_an_interval_from_records_that_keep_train_l1_per_
     close = [(ds, v, L, ft, -99.99 if v.startswith("LVAE") else -100.0, lk, au, kl)
              for ds, v, L, ft, _, lk, au, kl in PAPERLIKE[:4]]  # a lead of 0.01 nats the images do not resolve
     assert verdicts(table(close, tmp_path / "close", n=10_000, train=True))[claim] == "not resolved"
+
+
+def test_training_upsets_are_the_falls_of_the_training_elbo_after_warm_up(tmp_path):
+    """A fall of more than ``drop`` nats from one epoch to the next is listed once warm-up is over (beta 1 in
+    both epochs), with the ELBO before, at it and at the end; the same fall during warm-up, and a smaller one
+    after it, are not; a record without one adds no row."""
+    ep = np.arange(1, 41)
+    beta = np.minimum((ep - 1) / 10, 1.0)
+    elbo = -90.0 + 0.01 * ep
+    elbo[5] -= 50   # epoch 6: during warm-up
+    elbo[20] -= 9   # epoch 21: under the threshold
+    elbo[30] = -1e5  # epoch 31: a blow-up
+    elbo[31:] = -95.0 + 0.01 * ep[31:]
+    rows = []
+    for seed, e in enumerate((elbo, -90.0 + 0.01 * ep)):
+        folder = tmp_path / f"r{seed}"
+        folder.mkdir()
+        pd.DataFrame({"epoch": ep, "beta": beta, "train_elbo": e}).to_csv(folder / "metrics.csv", index=False)
+        rows.append({"variant": "LVAE+WU", "layers": 5, "finetune": "", "seed": seed, "budget": "cpu", "path": str(folder)})
+    up = report.training_upsets(pd.DataFrame(rows))
+    assert up[["model", "seed", "epoch"]].values.tolist() == [["LVAE+WU-L5", 0, 31]]
+    assert up["train ELBO before"].iloc[0] == "-89.70" and up["at that epoch"].iloc[0] == "-100,000.00"
+    assert up["at the end (epoch)"].iloc[0] == "-94.60 (40)"
+    assert report.training_upsets(pd.DataFrame(rows), drop=8.0)["epoch"].tolist() == [21, 31]
