@@ -330,7 +330,9 @@ def main(argv=None) -> int:
                    help="only these runs of the targets, by label (e.g. --only LVAE+BN+WU-L5 VAE+BN+WU-L5)")
     p.add_argument("--refresh", action="store_true",
                    help="also retrain complete records that have no per-image estimates (made before records kept "
-                        "them), so that their claims get an interval; each new record says whether it reproduced the old")
+                        "them), so that their claims get an interval; each new record says whether it reproduced the old. "
+                        "A fine-tuned run retrains the other fine-tuned runs of its base with it (table1 compares "
+                        "them from one base)")
     p.add_argument("--stack", action="store_true",
                    help="train runs that differ only in seed and warm-up (VAE+BN and VAE+BN+WU, seeds) as one "
                         "stacked model, one step for all (lvae_lib.stacked); then evaluate each as usual. Off by "

@@ -359,11 +359,18 @@ class Store:
 
     def missing(self, keyed, refresh: bool = False) -> list:
         """The runs of the ``(run, key)`` pairs that have no complete record here, in their order; with
-        ``refresh``, also those whose record has no per-image estimates or cannot be used (:meth:`stale`)."""
+        ``refresh``, also those whose record has no per-image estimates or cannot be used (:meth:`stale`),
+        and with a fine-tuned run that is refreshed, every other fine-tuned run of its base among the pairs:
+        Table 1 compares them with each other, so they must start from one base model, and a base retrained
+        on another processor is another model (fp32 training is bit for bit only on one processor model)."""
         keyed = list(keyed)
         bad = self.stale(keyed) if refresh else {}
-        return [r for r, k in keyed if not self.complete(r, k)
+        todo = [r for r, k in keyed if not self.complete(r, k)
                 or (refresh and (r in bad or not self.has_per_image(r, k)))]
+        if refresh:
+            bases = {r.base() for r, k in keyed if r.finetune and r in todo and self.complete(r, k)}
+            todo = [r for r, _ in keyed if r in todo or (r.finetune and r.base() in bases)]
+        return todo
 
     @contextlib.contextmanager
     def _atomic(self, run, key: str):

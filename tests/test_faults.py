@@ -465,6 +465,32 @@ def test_a_record_missing_a_file_is_called_missing_and_refresh_retrains_it(tmp_p
     assert "arrays.npz is missing" in st.stale(E.keyed([run], b))[run]
 
 
+
+def test_refreshing_a_fine_tuned_run_refreshes_its_siblings_so_that_they_share_a_base(tmp_path):
+    """Table 1 compares ft with ft-control and ft-iw10 with ft from one base model: a refresh that retrains one
+    of them (its record has no per-image estimates) retrains every fine-tuned run of that base it was given,
+    though their records have them; not the base, nor the runs of another seed, nor anything without refresh."""
+    import numpy as np
+
+    from lvae_lib import experiments as E
+    from lvae_lib.results import Store
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_results import fake_record
+
+    b = E.get_budget("smoke")
+    st = Store(tmp_path, "smoke")
+    runs = [E.Run("mnist", "LVAE+BN+WU", 5, ft, seed=s) for s in (0, 1) for ft in ("", "ft", "ft-iw10", "ft-control")]
+    for r in runs:
+        per = {} if (r.finetune == "ft" and r.seed == 0) else {"test_LK_per_image": np.zeros(3)}
+        st.write(r, r.key(b), fake_record(r, r.key(b)), [{"epoch": 1}], per)
+    assert st.missing(E.keyed(runs, b)) == []
+    assert [(r.label, r.seed) for r in st.missing(E.keyed(runs, b), refresh=True)] == [
+        ("LVAE+BN+WU-L5-ft", 0), ("LVAE+BN+WU-L5-ft-iw10", 0), ("LVAE+BN+WU-L5-ft-control", 0)]
+    # a missing fine-tuned run is trained from whatever base is there: it does not pull its siblings in
+    runs.append(E.Run("mnist", "LVAE+BN+WU", 5, "ft", seed=2))
+    assert [(r.label, r.seed) for r in st.missing(E.keyed(runs[4:], b), refresh=True)] == [("LVAE+BN+WU-L5-ft", 2)]
+
 def _cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "lvae_lib", *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[1])
