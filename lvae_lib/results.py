@@ -365,12 +365,10 @@ class Store:
         on another processor is another model (fp32 training is bit for bit only on one processor model)."""
         keyed = list(keyed)
         bad = self.stale(keyed) if refresh else {}
-        todo = [r for r, k in keyed if not self.complete(r, k)
-                or (refresh and (r in bad or not self.has_per_image(r, k)))]
-        if refresh:
-            bases = {r.base() for r, k in keyed if r.finetune and r in todo and self.complete(r, k)}
-            todo = [r for r, _ in keyed if r in todo or (r.finetune and r.base() in bases)]
-        return todo
+        done = {r: self.complete(r, k) for r, k in keyed}
+        todo = {r for r, k in keyed if not done[r] or (refresh and (r in bad or not self.has_per_image(r, k)))}
+        bases = {r.base() for r in todo if r.finetune and done[r]} if refresh else set()
+        return [r for r, _ in keyed if r in todo or (r.finetune and r.base() in bases)]
 
     @contextlib.contextmanager
     def _atomic(self, run, key: str):

@@ -465,7 +465,6 @@ def test_a_record_missing_a_file_is_called_missing_and_refresh_retrains_it(tmp_p
     assert "arrays.npz is missing" in st.stale(E.keyed([run], b))[run]
 
 
-
 def test_refreshing_a_fine_tuned_run_refreshes_its_siblings_so_that_they_share_a_base(tmp_path):
     """Table 1 compares ft with ft-control and ft-iw10 with ft from one base model: a refresh that retrains one
     of them (its record has no per-image estimates) retrains every fine-tuned run of that base it was given,
@@ -490,6 +489,7 @@ def test_refreshing_a_fine_tuned_run_refreshes_its_siblings_so_that_they_share_a
     # a missing fine-tuned run is trained from whatever base is there: it does not pull its siblings in
     runs.append(E.Run("mnist", "LVAE+BN+WU", 5, "ft", seed=2))
     assert [(r.label, r.seed) for r in st.missing(E.keyed(runs[4:], b), refresh=True)] == [("LVAE+BN+WU-L5-ft", 2)]
+
 
 def _cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "lvae_lib", *map(str, args)], capture_output=True, text=True,
