@@ -124,8 +124,7 @@ def training_upsets(df, drop: float = 10.0) -> pd.DataFrame:
         m = read_metrics(r["path"])
         e, beta = m["train_elbo"].to_numpy(float), m["beta"].to_numpy(float) if "beta" in m else np.ones(len(m))
         for i in np.flatnonzero((e[1:] < e[:-1] - drop) & (beta[1:] >= 1) & (beta[:-1] >= 1)) + 1:
-            out.append([f"{r['variant']}-L{r['layers']}" + (f"-{r['finetune']}" if r.get("finetune") else ""),
-                        r["seed"], r["budget"], int(m["epoch"].iloc[i]), f"{e[i - 1]:,.2f}", f"{e[i]:,.2f}",
+            out.append([r["label"], r["seed"], r["budget"], int(m["epoch"].iloc[i]), f"{e[i - 1]:,.2f}", f"{e[i]:,.2f}",
                         f"{e[-1]:,.2f} ({int(m['epoch'].iloc[-1])})"])
     return pd.DataFrame(out, columns=cols)
 

@@ -103,9 +103,10 @@ def device_label(device) -> str:
     """How records name a device: the GPU's model (``NVIDIA H100 80GB HBM3``), else the device string with the
     processor's model, ``cpu (Intel(R) Xeon(R) Processor)``: fp32 training is not bit-reproducible from one
     processor model to another (their kernels round differently), so a record says on which it ran."""
-    if torch.device(device).type == "cuda":
+    kind = torch.device(device).type
+    if kind == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{device} ({cpu_model()})" if torch.device(device).type == "cpu" else str(device)
+    return f"{device} ({cpu_model()})" if kind == "cpu" else str(device)
 
 
 @functools.lru_cache(maxsize=1)

@@ -584,7 +584,7 @@ def test_training_upsets_are_the_falls_of_the_training_elbo_after_warm_up(tmp_pa
         folder = tmp_path / f"r{seed}"
         folder.mkdir()
         pd.DataFrame({"epoch": ep, "beta": beta, "train_elbo": e}).to_csv(folder / "metrics.csv", index=False)
-        rows.append({"variant": "LVAE+WU", "layers": 5, "finetune": "", "seed": seed, "budget": "cpu", "path": str(folder)})
+        rows.append({"label": "LVAE+WU-L5", "seed": seed, "budget": "cpu", "path": str(folder)})
     up = report.training_upsets(pd.DataFrame(rows))
     assert up[["model", "seed", "epoch"]].values.tolist() == [["LVAE+WU-L5", 0, 31]]
     assert up["train ELBO before"].iloc[0] == "-89.70" and up["at that epoch"].iloc[0] == "-100,000.00"
