@@ -3,9 +3,11 @@
 A metric is a function of a record's table row (its value) and of its arrays (its per-test-image values,
 where kept); :func:`compare` forms the intervals of a difference (paired over test images, over seeds,
 or over images with the seed noise of another budget) and :func:`lvae_lib.evidence.verdict` decides;
-:func:`decide` is the table every page shows, :func:`result_in_words` its summary."""
+:func:`decide` is the table every page shows, :func:`result_in_words` its summary (:func:`study_in_words`
+the authors'-settings study's)."""
 from __future__ import annotations
 
+import re
 from functools import partial
 
 import numpy as np
@@ -563,3 +565,35 @@ def settings_table(df) -> pd.DataFrame:
                 row[name] = _EFFECT[verdict]
             out.append(row)
     return pd.DataFrame(out, columns=cols)
+
+
+def study_in_words(settings: pd.DataFrame, verdicts: pd.DataFrame) -> str:
+    """The study's result in a few sentences, generated from :func:`settings_table` and the study's claims
+    (:func:`decide` with :func:`study_claims`), never typed: at the largest budget with records, what the
+    authors' settings together do to each model's test L_K, which single settings lower, raise or leave
+    unresolved the test L_K of the model they change, and whether with the authors' settings the LVAE's
+    lead over the VAE comes back."""
+    if not len(settings):
+        return "The study has no records yet."
+    b = [x for x in BUDGET_ORDER if x in set(settings["budget"])][-1]
+    s, name = settings[settings["budget"] == b], STUDY_METRICS[-1][1]
+    together = s[s["setting"] == "authors"]
+    out = [f"At {describe_budget(b)} ({b} budget), test L_K:"]
+    if len(together):
+        out.append("the authors' settings all together change " + "; ".join(
+            f"{r['changes'].split(',')[0]} by {r[f'Δ {name} [95%]']} nats ({r[name]}, {r['seeds']} seeds)"
+            for _, r in together.iterrows()) + ".")
+    single = s[s["setting"] != "authors"]
+    if len(single):
+        groups = {w: ", ".join(g["setting"]) for w, g in single.groupby(name, sort=False)}
+        out.append(f"Of the {len(single)} single settings tried so far, "
+                   + "; ".join(f"{w}: {g}" for w, g in groups.items()) + ".")
+    gap = verdicts[(verdicts["budget"] == b) & verdicts["claim"].str.startswith("with the authors' settings the LVAE")
+                   & verdicts["claim"].str.contains(name, regex=False)]
+    if len(gap):
+        r = gap.iloc[0]
+        widest = re.findall(r"[+-]\d+\.\d+ \[[+-]\d+\.\d+, [+-]\d+\.\d+\]", r["interval (A - B, 95%)"])[-1:]
+        out.append(f"With the authors' settings the LVAE's lead over the VAE is {''.join(widest)} nats, "
+                   f"**{r['verdict']}**" + (f"; the paper's own lead {r['the paper' + chr(39) + 's effect']}."
+                                            if r["the paper's effect"] else "."))
+    return " ".join(out)

@@ -15,6 +15,8 @@ budget = "cpu"  # the budget of the study's records (cpu: 200 epochs, L_1000)
 results_dir = ""  # empty: the results folder of the repository
 
 # %% tags=["hide-input"]
+from IPython.display import Markdown
+
 from lvae_lib import claims, report
 from lvae_lib.notebooks import table
 from lvae_lib.query import select
@@ -61,7 +63,8 @@ table(report.study_status(study.evidence(), budget))
 # sides.
 
 # %%
-table(claims.settings_table(study.evidence()))
+settings = claims.settings_table(study.evidence())
+table(settings)
 
 # %% [markdown]
 # ## The study's claims
@@ -70,14 +73,23 @@ table(claims.settings_table(study.evidence()))
 # where it states one.
 
 # %%
-table(claims.decide(study.evidence(), claim_list=claims.study_claims), drop=["figure"])
+verdicts = claims.decide(study.evidence(), claim_list=claims.study_claims)
+table(verdicts, drop=["figure"])
+
+# %% [markdown]
+# ## Which way the evidence points
+#
+# The tables above in a few sentences, generated from them (`claims.study_in_words`), on test $\mathcal{L}_K$:
+
+# %% tags=["remove-input"]
+Markdown(claims.study_in_words(settings, verdicts))
 
 # %% [markdown]
 # ## What this can and cannot tell
 #
 # The study runs for 200 epochs, a tenth of the paper's protocol: a setting that slows training (the
-# authors' learning rate is a fifth of the paper's) costs more here than it would after 2000 epochs, so a
-# cost found here is an upper bound on the cost at the paper's protocol, not a measure of it. A setting
-# that is *not resolved* at one seed may still matter, by less than the seed-to-seed noise of these models
+# authors' learning rate is a fifth of the paper's) is likely to cost more here than it would after 2000
+# epochs, so a cost found here may overstate the cost at the paper's protocol; it is not a measure of it.
+# A setting that is *not resolved* at one seed may still matter, by less than the seed-to-seed noise of these models
 # ({doc}`fig3_layers` shows it). And the authors' settings are those of their released code, which is not
 # necessarily the code behind the paper's numbers.

@@ -545,6 +545,23 @@ def test_the_study_asks_whether_the_authors_settings_bring_back_the_papers_gap(t
     assert "the authors' settings lower VAE+BN+WU's test L_K (5 layers)" not in set(claims.decide(table(rows, tmp_path / "p", n=100))["claim"])
 
 
+def test_the_studys_result_in_words_is_generated_from_its_tables(tmp_path):
+    """The sentences name each setting under what its interval says, and the gap's verdict as decided."""
+    rows = [("mnist", v, 5, "", l1, lk, AU5, KL5) for v, l1, lk in (
+        ("VAE+BN+WU+authors", -91.0, -86.4), ("LVAE+BN+WU+authors", -88.4, -83.9),
+        ("VAE+BN+WU+clip", -91.0, -86.4), ("VAE+BN+WU+glorot", -88.0, -83.4))]
+    base = [("mnist", v, 5, "", -88.0, -83.4, AU5, KL5) for v in ("VAE+BN+WU", "LVAE+BN+WU")]
+    df = pd.concat([seeds(base, tmp_path / "base", shifts=(0.0, 0.3, -0.3)), table(rows, tmp_path / "study", n=2000)],
+                   ignore_index=True)
+    settings, decided = claims.settings_table(df), claims.decide(df, claim_list=claims.study_claims)
+    words = claims.study_in_words(settings, decided)
+    assert "Of the 2 single settings tried so far, lowers it: clip; not resolved: glorot." in words
+    assert "VAE+BN+WU by -3.00 [" in words and "LVAE+BN+WU by -0.50 [" in words
+    gap = decided.set_index("claim").loc["with the authors' settings the LVAE beats the VAE on test L_K, as in the paper"]
+    assert f"**{gap['verdict']}**" in words and gap["verdict"] == "holds"  # a 2.5-nat lead against 0.3-nat seed noise
+    assert claims.study_in_words(settings.iloc[:0], decided.iloc[:0]) == "The study has no records yet."
+
+
 def test_the_study_lists_its_settings_from_the_variant_table_and_which_runs_have_records(tmp_path):
     s = report.study_settings().set_index("variant")
     assert s.loc["VAE+BN+WU+clip", "sets"] == "clip_norm = 4.0, clip_value = 0.9"
