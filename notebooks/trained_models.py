@@ -13,7 +13,8 @@
 # x = model.sample(16)                  # E[x | z_1] of 16 ancestral samples
 # ```
 #
-# Below: the 5-layer LVAE+BN+WU and VAE+BN+WU trained for 2000 epochs (the paper's protocol), one seed each.
+# Below: the 5-layer LVAE+BN+WU and VAE+BN+WU trained for 2000 epochs (the paper's protocol), seed 0 of each
+# (`query.trained_models`; the checks further down cover every paper-budget record that keeps its weights).
 
 # %% tags=["parameters", "remove-cell"]
 results_dir = ""  # empty: the results folder of the repository
