@@ -330,6 +330,11 @@ def weight_checks_table(results_dir=None, budget: str = "paper") -> pd.DataFrame
         "images": c["n_images"], "ran on": c["device"] + ", " + c["date"]})
 
 
+def _signed(x: float) -> str:
+    """``+0.042``; a difference that rounds to zero at three decimals gets one more (``-0.0003``, not ``-0.000``)."""
+    return f"{x:+.3f}" if round(x, 3) else f"{x:+.4f}"
+
+
 def weight_checks_in_words(results_dir=None, budget: str = "paper") -> str:
     """One sentence per check, generated from the checks: the range of the differences, and where their
     intervals lie against zero."""
@@ -340,7 +345,7 @@ def weight_checks_in_words(results_dir=None, budget: str = "paper") -> str:
     out = []
     for ch, g in c.groupby("check", sort=False):
         sides = [iv.side() for iv in _check_intervals(g)]
-        span = f"by {g['diff'].min():+.3f} to {g['diff'].max():+.3f} nats over {len(g)} model(s)"
+        span = f"by {_signed(g['diff'].min())} to {_signed(g['diff'].max())} nats over {len(g)} model(s)"
         excl = sum(sd != 0 for sd in sides)
         where = ("every interval includes zero" if excl == 0 else "every interval lies above zero" if min(sides) == 1
                  else "every interval lies below zero" if max(sides) == -1 else f"{excl} of {len(g)} intervals exclude zero")

@@ -607,3 +607,21 @@ def test_training_upsets_are_the_falls_of_the_training_elbo_after_warm_up(tmp_pa
     assert up["train ELBO before"].iloc[0] == "-89.70" and up["at that epoch"].iloc[0] == "-100,000.00"
     assert up["at the end (epoch)"].iloc[0] == "-94.60 (40)"
     assert report.training_upsets(pd.DataFrame(rows), drop=8.0)["epoch"].tolist() == [21, 31]
+
+
+def test_the_weight_checks_in_words_say_where_each_interval_lies(tmp_path):
+    """Each check's sentence gives the range of the differences and where their intervals lie against zero,
+    read from the store's checks; a difference that rounds to zero is not printed as -0.000."""
+    from lvae_lib.results import Store
+
+    row = lambda label, check, k, n, diff, se: {"label": label, "seed": 0, "key": label, "check": check, "k": k,  # noqa: E731
+                                                "n_images": n, "diff": diff, "diff_se": se}
+    Store(tmp_path, "paper").add_checks([row("A", "bn_recomputed", 5000, 10_000, -0.00025, 0.006),
+                                         row("B", "bn_recomputed", 5000, 10_000, -0.017, 0.0067),
+                                         row("A", "k_20000", 20_000, 1000, 0.058, 0.012),
+                                         row("B", "k_20000", 20_000, 1000, 0.19, 0.025)])
+    words = report.weight_checks_in_words(tmp_path, "paper")
+    assert "moves test L_5000 by -0.017 to -0.0003 nats over 2 model(s) (1 of 2 intervals exclude zero)." in words
+    assert "L_20000 exceeds L_5000 of the same samples by +0.058 to +0.190 nats over 2 model(s) " \
+           "(every interval lies above zero)" in words
+    assert "-0.000 " not in words
