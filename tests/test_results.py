@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lvae_lib import experiments as E, paper
 from lvae_lib.query import resolve_budget
-from lvae_lib.results import Provenance, Record, RunInfo, Store, Summary
+from lvae_lib.results import WEIGHTS, Provenance, Record, RunInfo, Store, Summary
 
 
 def fake_record(run, key, budget="smoke", **summary) -> Record:
@@ -78,11 +78,16 @@ def test_store_writes_atomically(tmp_path, monkeypatch):
 
 
 def test_committed_records_are_small_and_labelled():
+    """Records, arrays and curves stay under 50 MB together; weights (about 7 MB a model, fp32) are kept only
+    by the budgets that keep them (the paper's), so they are bounded by the number of paper-budget models."""
     root = E.DEFAULT_RESULTS
     recs = list(root.rglob("record.json"))
     assert recs, "no committed records under results/"
-    total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
-    assert total < 50e6
+    files = [f for f in root.rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files if f.name != WEIGHTS) < 50e6
+    for w in (f for f in files if f.name == WEIGHTS):
+        assert w.stat().st_size < 8e6, w
+        assert E.get_budget(w.relative_to(root).parts[0]).keep_weights, f"{w}: its budget does not keep weights"
     for r in recs:
         rec = json.loads(r.read_text())
         assert rec["budget"] == r.relative_to(root).parts[0] and rec["budget"] in E.BUDGETS
