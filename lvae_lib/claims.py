@@ -585,9 +585,9 @@ def study_in_words(settings: pd.DataFrame, verdicts: pd.DataFrame) -> str:
             for _, r in together.iterrows()) + ".")
     single = s[s["setting"] != "authors"]
     if len(single):
-        groups = {w: ", ".join(g["setting"]) for w, g in single.groupby(name, sort=False)}
+        groups = {w: ", ".join(single.loc[single[name] == w, "setting"]) for w in _EFFECT.values()}
         out.append(f"Of the {len(single)} single settings tried so far, "
-                   + "; ".join(f"{w}: {g}" for w, g in groups.items()) + ".")
+                   + "; ".join(f"{w}: {g}" for w, g in groups.items() if g) + ".")
     gap = verdicts[(verdicts["budget"] == b) & verdicts["claim"].str.startswith("with the authors' settings the LVAE")
                    & verdicts["claim"].str.contains(name, regex=False)]
     if len(gap):
