@@ -331,8 +331,9 @@ def weight_checks_table(results_dir=None, budget: str = "paper") -> pd.DataFrame
 
 
 def _signed(x: float) -> str:
-    """``+0.042``; a difference that rounds to zero at three decimals gets one more (``-0.0003``, not ``-0.000``)."""
-    return f"{x:+.3f}" if round(x, 3) else f"{x:+.4f}"
+    """``+0.042``; a difference that rounds to zero at three decimals gets one more (``-0.0003``, not
+    ``-0.000``), and one that rounds to zero at four is ``0.000``."""
+    return next((f"{x:+.{d}f}" for d in (3, 4) if round(x, d)), "0.000")
 
 
 def weight_checks_in_words(results_dir=None, budget: str = "paper") -> str:

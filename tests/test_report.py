@@ -625,3 +625,4 @@ def test_the_weight_checks_in_words_say_where_each_interval_lies(tmp_path):
     assert "L_20000 exceeds L_5000 of the same samples by +0.058 to +0.190 nats over 2 model(s) " \
            "(every interval lies above zero)" in words
     assert "-0.000 " not in words
+    assert [report._signed(x) for x in (0.0421, -0.00025, -0.00004, 0.0)] == ["+0.042", "-0.0003", "0.000", "0.000"]
