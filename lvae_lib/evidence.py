@@ -43,8 +43,15 @@ class Interval:
     n: int
     what: str
 
+    def brief(self) -> str:
+        """``+0.21 [-0.36, +0.78]``: the difference and its interval, in nats to two decimals."""
+        return f"{self.mean:+.2f} [{self.lo:+.2f}, {self.hi:+.2f}]"
+
     def __str__(self) -> str:
-        return f"{self.mean:+.2f} [{self.lo:+.2f}, {self.hi:+.2f}] over {self.n:,} {self.what}"
+        return f"{self.brief()} over {self.n:,} {self.what}"
+
+    def width(self) -> float:
+        return self.hi - self.lo
 
     def side(self) -> int:
         """+1 when the interval lies wholly above 0, -1 wholly below, 0 when it contains 0."""
@@ -132,6 +139,6 @@ def paper_effect(value: float, intervals) -> str:
     if not intervals:
         return f"{value:+.2f} (no interval of ours to hold it against)"
     inside = any(iv.lo <= value <= iv.hi for iv in intervals)
-    widest = max(intervals, key=lambda iv: iv.hi - iv.lo)
+    widest = max(intervals, key=Interval.width)
     return (f"{value:+.2f} lies {'inside' if inside else 'outside'} our [{widest.lo:+.2f}, {widest.hi:+.2f}]")
 

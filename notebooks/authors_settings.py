@@ -79,10 +79,11 @@ table(verdicts, drop=["figure"])
 # %% [markdown]
 # ## Which way the evidence points
 #
-# The tables above in a few sentences, generated from them (`claims.study_in_words`), on test $\mathcal{L}_K$:
+# The tables above in a few sentences, generated from the same records by the same rule (`claims.study_in_words`),
+# on test $\mathcal{L}_K$:
 
 # %% tags=["remove-input"]
-Markdown(claims.study_in_words(settings, verdicts))
+Markdown(claims.study_in_words(study.evidence()))
 
 # %% [markdown]
 # ## What this can and cannot tell

@@ -553,13 +553,16 @@ def test_the_studys_result_in_words_is_generated_from_its_tables(tmp_path):
     base = [("mnist", v, 5, "", -88.0, -83.4, AU5, KL5) for v in ("VAE+BN+WU", "LVAE+BN+WU")]
     df = pd.concat([seeds(base, tmp_path / "base", shifts=(0.0, 0.3, -0.3)), table(rows, tmp_path / "study", n=2000)],
                    ignore_index=True)
-    settings, decided = claims.settings_table(df), claims.decide(df, claim_list=claims.study_claims)
-    words = claims.study_in_words(settings, decided)
+    decided = claims.decide(df, claim_list=claims.study_claims)
+    words = claims.study_in_words(df)
     assert "Of the 2 single settings tried so far, lowers it: clip; not resolved: glorot." in words
     assert "VAE+BN+WU by -3.00 [" in words and "LVAE+BN+WU by -0.50 [" in words
     gap = decided.set_index("claim").loc["with the authors' settings the LVAE beats the VAE on test L_K, as in the paper"]
     assert f"**{gap['verdict']}**" in words and gap["verdict"] == "holds"  # a 2.5-nat lead against 0.3-nat seed noise
-    assert claims.study_in_words(settings.iloc[:0], decided.iloc[:0]) == "The study has no records yet."
+    assert "the LVAE's lead over the VAE is +2.50 [" in words  # -83.9 - (-86.4), its widest interval, as decided
+    widest = words.split("lead over the VAE is ")[1].split(" nats")[0]
+    assert widest in gap["interval (A - B, 95%)"] and gap["the paper's effect"] in words
+    assert claims.study_in_words(df.iloc[:0]) == "The study has no records yet."
 
 
 def test_the_study_lists_its_settings_from_the_variant_table_and_which_runs_have_records(tmp_path):
