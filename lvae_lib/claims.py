@@ -412,6 +412,14 @@ def _effects_text(claim: str, parts) -> str:
     return "; ".join(out)
 
 
+def _parts_at(df, budget: str, claim: str, claim_list=None) -> list:
+    """The parts of ``claim`` that :func:`decide` weighs at ``budget``, those with intervals only:
+    [(name, (text, intervals, verdict))], e.g. ``name`` "L=5"; [] where none has an interval."""
+    sub = df[df["budget"] == budget]
+    parts = next((p for _, c, p in (claim_list or _claim_list)(sub, _noise_pool(sub, df)) if c == claim), [])
+    return [(n, p) for n, p in parts if p is not None and p[1]]
+
+
 def decide(df, figure: str | None = None, claim_list=None) -> pd.DataFrame:
     """The paper's claims that ``df``'s records test: our evidence, its intervals and the verdict of
     :func:`lvae_lib.evidence.verdict` (holds / does not hold / not resolved / untested; "not run" where a record is
@@ -462,11 +470,12 @@ def active_units_table(df) -> pd.DataFrame:
                          "KL > 0.01 nats (the paper's)": kl, "Burda's A_u > 0.01": df["active_units"].map(dash)})
 
 
-def result_in_words(claims_table: pd.DataFrame, df: pd.DataFrame) -> str:
-    """The result in a few sentences, generated from the records and the claims table (never typed): what
-    the paper's protocol gave for the central pair, the central claim's verdict against the paper's effect,
-    and the count of verdicts at each claim's largest budget, naming the claims that do not hold."""
-    out = []
+def result_in_words(df: pd.DataFrame) -> str:
+    """The result in a few sentences, generated from the records ``df`` (every budget and seed, as
+    :func:`decide` takes them) by the rule behind the claims table, never typed: what the paper's protocol gave
+    for the central pair, the central claim's verdict with its intervals against the paper's effect, and the
+    count of verdicts at each claim's largest budget, naming the claims that do not hold."""
+    claims_table, out = decide(df), []
     central = "... and on test L_K, the estimate of log p(x)"
     paper_rows = df[(df["budget"] == "paper") & (df["dataset"] == "mnist") & (df["layers"] == 5) & (df["finetune"] == "")]
     if len(paper_rows):
@@ -480,11 +489,14 @@ def result_in_words(claims_table: pd.DataFrame, df: pd.DataFrame) -> str:
                    f"for its best VAE.")
     rows = claims_table[claims_table["claim"] == central]
     if len(rows):
-        r = rows.iloc[0]
+        r = rows.iloc[0]  # its largest budget
+        deepest = _parts_at(df, r["budget"], central)[-1:]  # [(e.g. "L=5", (text, intervals, verdict))]
+        ivs = "; ".join(f"{n}: {', '.join(map(str, p[1]))}" for n, p in deepest)
+        effect = "; ".join(ev.paper_effect(_paper_effects()[central][n], p[1]) for n, p in deepest
+                           if n in _paper_effects()[central])
         out.append(f"The central claim, that the LVAE beats the best VAE on the likelihood, is **{r['verdict']}** at "
-                   f"{describe_budget(r['budget'])} ({r['interval (A - B, 95%)'].split(';')[-1].strip()})"
-                   + (f"; the paper's own difference: {r['the paper' + chr(39) + 's effect'].split(': ', 1)[-1]}."
-                      if r["the paper's effect"] else "."))
+                   f"{describe_budget(r['budget'])}" + (f" ({ivs})" if ivs else "")
+                   + (f"; the paper's own difference: {effect}." if effect else "."))
     # each claim at the largest budget that could test it (else its largest budget)
     tested = claims_table["verdict"].isin([ev.HOLDS, ev.FAILS, ev.OPEN])
     first = pd.concat([claims_table[tested], claims_table[~tested]]).drop_duplicates("claim")
@@ -574,7 +586,7 @@ def study_in_words(df) -> str:
     settings = settings_table(df)
     if not len(settings):
         return "The study has no records yet."
-    b = [x for x in BUDGET_ORDER if x in set(settings["budget"])][-1]
+    b = next(x for x in BUDGET_ORDER if x in set(settings["budget"]))  # BUDGET_ORDER: the largest first
     s, (metric, name) = settings[settings["budget"] == b], STUDY_METRICS[-1]
     together = s[s["setting"] == "authors"]
     out = [f"At {describe_budget(b)} ({b} budget), test L_K:"]
@@ -587,12 +599,9 @@ def study_in_words(df) -> str:
         groups = {w: ", ".join(single.loc[single[name] == w, "setting"]) for w in _EFFECT.values()}
         out.append(f"Of the {len(single)} single settings tried so far, "
                    + "; ".join(f"{w}: {g}" for w, g in groups.items() if g) + ".")
-    sub = df[df["budget"] == b]
-    gap = [(claim, parts[0][1]) for _, claim, parts in study_claims(sub, _noise_pool(sub, df))
-           if claim.startswith("with the authors' settings the LVAE") and claim.endswith(f"{name}, as in the paper")]
-    if gap and gap[0][1] is not None and gap[0][1][1]:
-        claim, (_, ivs, verdict) = gap[0]
-        effect = _effects_text(claim, [("", (None, ivs))])
+    gap = f"with the authors' settings the LVAE beats the VAE on {name}, as in the paper"
+    for _, (_, ivs, verdict) in _parts_at(df, b, gap, study_claims):
+        effect = _effects_text(gap, [("", (None, ivs))])
         out.append(f"With the authors' settings the LVAE's lead over the VAE is {max(ivs, key=ev.Interval.width).brief()} "
                    f"nats, **{verdict}**" + (f"; the paper's own lead {effect}." if effect else "."))
     return " ".join(out)

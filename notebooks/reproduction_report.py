@@ -35,7 +35,7 @@ caption = plots.caption(df) if len(df) else "no records yet"
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 
-words = claims.result_in_words(verdicts, df)
+words = claims.result_in_words(records.evidence())
 glue("result_in_words", Markdown(words))  # shown here ...
 glue("result_in_words_text", words.replace("**", ""), display=False)  # ... and pasted atop the book's first page
 

@@ -152,6 +152,27 @@ def test_one_seed_a_side_borrows_the_seed_noise_of_another_budget(tmp_path):
         str(claims.compare(paper.iloc[[1]], paper.iloc[[1]], "test_LK", metric_b="test_L1")[1])
 
 
+def test_the_result_in_words_carries_the_central_claims_own_intervals_and_the_verdict_counts(tmp_path):
+    """The front page's sentences: the paper-budget means, the central claim's verdict at its largest budget
+    with every interval of its deepest part (the widest, with borrowed seed noise, holding the paper's
+    +0.62 against), and the verdict counts of the claims table."""
+    rows = [("mnist", "VAE+BN+WU", 5, "", -86.5, -82.70, AU5, KL5), ("mnist", "LVAE+BN+WU", 5, "", -85.5, -82.50, AU5, KL5)]
+    paper_rows = table(rows, tmp_path / "paper", n=10_000).assign(budget="paper", K=5000)
+    cpu = seeds([("mnist", v, 5, "", l1 - 1, lk - 1, AU5, KL5) for _, v, _, _, l1, lk, _, _ in rows],
+                tmp_path / "cpu", shifts=(0.0, 0.3, -0.3))
+    df = pd.concat([paper_rows, cpu], ignore_index=True)
+    words = claims.result_in_words(df)
+    assert "our 5-layer models reach LVAE+BN+WU -82.50, VAE+BN+WU -82.70 nats" in words
+    central = claims.decide(df).set_index(["claim", "budget"]).loc[("... and on test L_K, the estimate of log p(x)", "paper")]
+    assert f"is **{central['verdict']}** at the paper's protocol ({central['interval (A - B, 95%)']})" in words
+    assert central["verdict"] == "not resolved" and "+0.20 [" in words  # 0.2 nats against 0.3-nat seed noise
+    assert f"the paper's own difference: {central['the paper' + chr(39) + 's effect'].split('L=5: ')[1]}." in words
+    assert "+0.62 lies inside our [" in words  # the borrowed noise is wide enough to hold the paper's lead
+    decided = claims.decide(df)
+    assert f"Of the paper's {decided['claim'].nunique()} claims" in words
+    assert f"{(decided.drop_duplicates('claim')['verdict'] == 'not run').sum()} are not run." in words
+
+
 def test_depth_is_judged_step_by_step(tmp_path):
     claim = "the LVAE improves with each added layer, 2→3→4→5 (test L_1, as the paper's text)"
     l1 = {2: -89.0, 3: -88.0, 4: -87.5, 5: -87.4}
@@ -545,7 +566,7 @@ def test_the_study_asks_whether_the_authors_settings_bring_back_the_papers_gap(t
     assert "the authors' settings lower VAE+BN+WU's test L_K (5 layers)" not in set(claims.decide(table(rows, tmp_path / "p", n=100))["claim"])
 
 
-def test_the_studys_result_in_words_is_generated_from_its_tables(tmp_path):
+def test_the_studys_result_in_words_is_generated_from_its_records(tmp_path):
     """The sentences name each setting under what its interval says, and the gap's verdict as decided."""
     rows = [("mnist", v, 5, "", l1, lk, AU5, KL5) for v, l1, lk in (
         ("VAE+BN+WU+authors", -91.0, -86.4), ("LVAE+BN+WU+authors", -88.4, -83.9),
@@ -563,6 +584,8 @@ def test_the_studys_result_in_words_is_generated_from_its_tables(tmp_path):
     widest = words.split("lead over the VAE is ")[1].split(" nats")[0]
     assert widest in gap["interval (A - B, 95%)"] and gap["the paper's effect"] in words
     assert claims.study_in_words(df.iloc[:0]) == "The study has no records yet."
+    smoke = pd.concat([df, df.assign(budget="smoke", test_LK=df["test_LK"] - 10)], ignore_index=True)
+    assert claims.study_in_words(smoke) == words  # the largest budget with records speaks, not a smoke run
 
 
 def test_the_study_lists_its_settings_from_the_variant_table_and_which_runs_have_records(tmp_path):
