@@ -492,8 +492,8 @@ def result_in_words(df: pd.DataFrame) -> str:
         r = rows.iloc[0]  # its largest budget
         deepest = _parts_at(df, r["budget"], central)[-1:]  # [(e.g. "L=5", (text, intervals, verdict))]
         ivs = "; ".join(f"{n}: {', '.join(map(str, p[1]))}" for n, p in deepest)
-        effect = "; ".join(ev.paper_effect(_paper_effects()[central][n], p[1]) for n, p in deepest
-                           if n in _paper_effects()[central])
+        effects = _paper_effects()[central]
+        effect = "; ".join(ev.paper_effect(effects[n], p[1]) for n, p in deepest if n in effects)
         out.append(f"The central claim, that the LVAE beats the best VAE on the likelihood, is **{r['verdict']}** at "
                    f"{describe_budget(r['budget'])}" + (f" ({ivs})" if ivs else "")
                    + (f"; the paper's own difference: {effect}." if effect else "."))
@@ -587,7 +587,7 @@ def study_in_words(df) -> str:
     if not len(settings):
         return "The study has no records yet."
     b = next(x for x in BUDGET_ORDER if x in set(settings["budget"]))  # BUDGET_ORDER: the largest first
-    s, (metric, name) = settings[settings["budget"] == b], STUDY_METRICS[-1]
+    s, name = settings[settings["budget"] == b], STUDY_METRICS[-1][1]
     together = s[s["setting"] == "authors"]
     out = [f"At {describe_budget(b)} ({b} budget), test L_K:"]
     if len(together):
