@@ -412,12 +412,39 @@ def _effects_text(claim: str, parts) -> str:
     return "; ".join(out)
 
 
-def _parts_at(df, budget: str, claim: str, claim_list=None) -> list:
-    """The parts of ``claim`` that :func:`decide` weighs at ``budget``, those with intervals only:
-    [(name, (text, intervals, verdict))], e.g. ``name`` "L=5"; [] where none has an interval."""
-    sub = df[df["budget"] == budget]
-    parts = next((p for _, c, p in (claim_list or _claim_list)(sub, _noise_pool(sub, df)) if c == claim), [])
+def _with_intervals(parts) -> list:
+    """The parts of a claim that have intervals: [(name, (text, intervals, verdict))], e.g. ``name`` "L=5"."""
     return [(n, p) for n, p in parts if p is not None and p[1]]
+
+
+def weigh(df, figure: str | None = None, claim_list=None) -> list[dict]:
+    """The rows of :func:`decide`, each also holding under ``"parts"`` the evidence it was decided on, as
+    structured parts [(name, (text, intervals, verdict)) or (name, None)], so that a reader of one claim's
+    intervals (:func:`result_in_words`, :func:`study_in_words`) takes them from here rather than parsing the
+    table's text or weighing the claims again."""
+    claim_list = claim_list or _claim_list
+    rows: dict[str, list] = {}
+    order: list[str] = []
+    for b in BUDGET_ORDER:
+        sub = df[df["budget"] == b]
+        for figs, claim, parts in claim_list(sub, _noise_pool(sub, df)) if len(sub) else ():
+            if figure is not None and figure not in figs:
+                continue
+            if claim not in order:
+                order.append(claim)
+            ours, ivs, verdict = _claim(parts)
+            tested = [x for x in rows.get(claim, []) if x["verdict"] != ev.NOT_RUN]
+            if verdict == ev.NOT_RUN or (b == "smoke" and tested):
+                continue
+            rows.setdefault(claim, []).append({"figure": ", ".join(figs), "claim": claim, "budget": b, "ours": ours,
+                                               "interval (A - B, 95%)": ivs, "verdict": verdict,
+                                               "the paper's effect": _effects_text(claim, parts), "parts": parts})
+    out = []
+    for claim in order:
+        out += rows.get(claim) or [{"figure": figure or "", "claim": claim, "budget": "", "ours": "-",
+                                    "interval (A - B, 95%)": "", "verdict": ev.NOT_RUN, "the paper's effect": "",
+                                    "parts": []}]
+    return out
 
 
 def decide(df, figure: str | None = None, claim_list=None) -> pd.DataFrame:
@@ -430,35 +457,10 @@ def decide(df, figure: str | None = None, claim_list=None) -> pd.DataFrame:
     records can test it; ``smoke`` records (which say nothing about the method) only where no larger
     budget can. Rows of several seeds of a model are all used. ``figure`` (e.g. ``"fig3"``) keeps the
     claims of one figure. ``claim_list``: another list of claims in :func:`_claim_list`'s form (default: the
-    paper's; :func:`study_claims`: the authors'-settings study's).
+    paper's; :func:`study_claims`: the authors'-settings study's). :func:`weigh` gives the same rows with the
+    evidence behind each.
     """
-    claim_list = claim_list or _claim_list
-    if not len(df):
-        return pd.DataFrame(columns=CLAIM_COLUMNS)
-    rows: dict[str, list] = {}
-    order: list[str] = []
-    for b in BUDGET_ORDER:
-        sub = df[df["budget"] == b]
-        for figs, claim, parts in claim_list(sub, _noise_pool(sub, df)):
-            if figure is not None and figure not in figs:
-                continue
-            if claim not in order:
-                order.append(claim)
-            ours, ivs, verdict = _claim(parts)
-            tested = [x for x in rows.get(claim, []) if x["verdict"] != ev.NOT_RUN]
-            if verdict == ev.NOT_RUN or (b == "smoke" and tested):
-                continue
-            rows.setdefault(claim, []).append({"figure": ", ".join(figs), "claim": claim, "budget": b, "ours": ours,
-                                               "interval (A - B, 95%)": ivs, "verdict": verdict,
-                                               "the paper's effect": _effects_text(claim, parts)})
-    out = []
-    for claim in order:
-        out += rows.get(claim) or [{"figure": "", "claim": claim, "budget": "", "ours": "-",
-                                    "interval (A - B, 95%)": "", "verdict": ev.NOT_RUN, "the paper's effect": ""}]
-    out = pd.DataFrame(out, columns=CLAIM_COLUMNS)
-    if figure is not None:  # the figure column of a claim that is not run anywhere is filled here
-        out.loc[out["figure"] == "", "figure"] = figure
-    return out
+    return pd.DataFrame(weigh(df, figure, claim_list), columns=CLAIM_COLUMNS)
 
 
 def active_units_table(df) -> pd.DataFrame:
@@ -475,7 +477,8 @@ def result_in_words(df: pd.DataFrame) -> str:
     :func:`decide` takes them) by the rule behind the claims table, never typed: what the paper's protocol gave
     for the central pair, the central claim's verdict with its intervals against the paper's effect, and the
     count of verdicts at each claim's largest budget, naming the claims that do not hold."""
-    claims_table, out = decide(df), []
+    weighed, out = weigh(df), []
+    claims_table = pd.DataFrame(weighed, columns=CLAIM_COLUMNS)
     central = "... and on test L_K, the estimate of log p(x)"
     paper_rows = df[(df["budget"] == "paper") & (df["dataset"] == "mnist") & (df["layers"] == 5) & (df["finetune"] == "")]
     if len(paper_rows):
@@ -487,10 +490,9 @@ def result_in_words(df: pd.DataFrame) -> str:
                    f"5-layer models reach {', '.join(parts)} nats on MNIST, where the paper reports "
                    f"{text[('test L_5000', 'LVAE+BN+WU')]:.2f} for its LVAE and {text[('test L_5000', 'best VAE')]:.2f} "
                    f"for its best VAE.")
-    rows = claims_table[claims_table["claim"] == central]
-    if len(rows):
-        r = rows.iloc[0]  # its largest budget
-        deepest = _parts_at(df, r["budget"], central)[-1:]  # [(e.g. "L=5", (text, intervals, verdict))]
+    r = next((x for x in weighed if x["claim"] == central), None)  # its largest budget
+    if r is not None:
+        deepest = _with_intervals(r["parts"])[-1:]  # [(e.g. "L=5", (text, intervals, verdict))]
         ivs = "; ".join(f"{n}: {', '.join(map(str, p[1]))}" for n, p in deepest)
         effects = _paper_effects()[central]
         effect = "; ".join(ev.paper_effect(effects[n], p[1]) for n, p in deepest if n in effects)
@@ -600,7 +602,8 @@ def study_in_words(df) -> str:
         out.append(f"Of the {len(single)} single settings tried so far, "
                    + "; ".join(f"{w}: {g}" for w, g in groups.items() if g) + ".")
     gap = f"with the authors' settings the LVAE beats the VAE on {name}, as in the paper"
-    for _, (_, ivs, verdict) in _parts_at(df, b, gap, study_claims):
+    rows = [r for r in weigh(df, claim_list=study_claims) if r["claim"] == gap and r["budget"] == b]
+    for _, (_, ivs, verdict) in _with_intervals(rows[0]["parts"]) if rows else ():
         effect = _effects_text(gap, [("", (None, ivs))])
         out.append(f"With the authors' settings the LVAE's lead over the VAE is {max(ivs, key=ev.Interval.width).brief()} "
                    f"nats, **{verdict}**" + (f"; the paper's own lead {effect}." if effect else "."))

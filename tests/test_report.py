@@ -652,3 +652,17 @@ def test_the_weight_checks_in_words_say_where_each_interval_lies(tmp_path):
            "(every interval lies above zero)" in words
     assert "-0.000 " not in words
     assert [report._signed(x) for x in (0.0421, -0.00025, -0.00004, 0.0)] == ["+0.042", "-0.0003", "0.000", "0.000"]
+
+
+def test_weigh_keeps_the_evidence_behind_each_row_of_decide(tmp_path):
+    """``weigh`` is ``decide`` with each row's parts kept: the same rows, and each part's intervals are the
+    ones its row's interval text shows, with the verdict the row combines them to."""
+    rows = [("mnist", "VAE+BN+WU", 5, "", -86.5, -82.70, AU5, KL5), ("mnist", "LVAE+BN+WU", 5, "", -85.5, -82.50, AU5, KL5)]
+    df = seeds(rows, tmp_path, shifts=(0.0, 0.3, -0.3))
+    weighed, decided = claims.weigh(df), claims.decide(df)
+    assert pd.DataFrame(weighed, columns=claims.CLAIM_COLUMNS).equals(decided)
+    central = next(r for r in weighed if r["claim"] == "... and on test L_K, the estimate of log p(x)")
+    (name, (_, intervals, verdict)), = [(n, p) for n, p in central["parts"] if p is not None]
+    assert name == "L=5" and len(intervals) == 2 and verdict == central["verdict"]
+    assert central["interval (A - B, 95%)"] == f"L=5: {', '.join(map(str, intervals))}"
+    assert intervals[0].lo < 0.2 < intervals[0].hi  # the LVAE's 0.2-nat lead, inside its own interval
