@@ -119,15 +119,21 @@ def compare(a, b, metric: str, side: int = 1, metric_b: str | None = None, noise
     text = f"{_values(a, metric)} vs {_values(b, metric_b)}"
     pa = {r["seed"]: per_image(arrays_at(r["path"])) for _, r in a.iterrows() if isinstance(r.get("path"), str)}
     pb = {r["seed"]: per_image_b(arrays_at(r["path"])) for _, r in b.iterrows() if isinstance(r.get("path"), str)}
-    common = sorted(s for s in set(pa) & set(pb) if pa[s] is not None and pb[s] is not None
-                    and pa[s].shape == pb[s].shape)
+    pa, pb = ({s: v for s, v in p.items() if v is not None} for p in (pa, pb))
+    # per image, paired by seed over the seeds both stored (e.g. fine-tuning against its control, which share
+    # each seed's base model); where they share none (a record made before per-image values were kept), each
+    # model's own seeds
+    common = sorted(s for s in set(pa) & set(pb) if pa[s].shape == pb[s].shape)
+    sa, sb = (common, common) if common else (sorted(pa), sorted(pb))
+    if sa and sb and {pa[s].shape for s in sa} != {pb[s].shape for s in sb}:
+        sa = sb = []
     intervals = []
-    if common:
-        intervals.append(ev.paired(np.mean([pa[s] for s in common], 0), np.mean([pb[s] for s in common], 0)))
+    if sa and sb:
+        intervals.append(ev.paired(np.mean([pa[s] for s in sa], 0), np.mean([pb[s] for s in sb], 0)))
     seeds = ev.over_seeds([value(r) for _, r in a.iterrows()], [value_b(r) for _, r in b.iterrows()])
     intervals.append(seeds)
-    if common and seeds is None and set(a.get("path", ())) != set(b.get("path", ())):  # one model against itself: no noise
-        found = [_seed_noise(rows, m, len(common), noise) for rows, m in ((a, metric), (b, metric_b))]
+    if sa and sb and seeds is None and set(a.get("path", ())) != set(b.get("path", ())):  # one model against itself: no noise
+        found = [_seed_noise(rows, m, len(ss), noise) for rows, m, ss in ((a, metric, sa), (b, metric_b, sb))]
         if all(found):
             src = sorted({n[3] for n in found})  # "200 epochs" goes without saying beside "200 epochs on X's seeds"
             intervals.append(ev.with_seed_noise(intervals[0], [n[:3] for n in found],

@@ -7,7 +7,7 @@ the difference A - B lies. Two intervals can stand behind it:
   per-image estimates give a paired difference d_i; its mean has a 95% normal interval
   mean(d) +- 1.96 sd(d) / sqrt(n). It measures how sure the test set makes us, for these trained models.
   With several seeds, d_i is the difference of the models' per-image estimates averaged over the seeds
-  that both stored them.
+  that both stored them (where they share none, each model's average over its own).
 * **over seeds** (:func:`over_seeds`): where each model has records for two or more training seeds,
   Welch's t interval of the difference of their seed means. It measures training noise.
 * **over images, with borrowed seed noise** (:func:`with_seed_noise`): where a model has fewer than two

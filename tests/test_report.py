@@ -666,3 +666,19 @@ def test_weigh_keeps_the_evidence_behind_each_row_of_decide(tmp_path):
     assert name == "L=5" and len(intervals) == 2 and verdict == central["verdict"]
     assert central["interval (A - B, 95%)"] == f"L=5: {', '.join(map(str, intervals))}"
     assert intervals[0].lo < 0.2 < intervals[0].hi  # the LVAE's 0.2-nat lead, inside its own interval
+
+
+def test_models_with_no_seed_in_common_are_still_compared_over_the_test_images(tmp_path):
+    """A seed-0 record made before per-image values were kept leaves its model's per-image values on seed 1
+    only; against a model whose only such record is seed 0, the paired difference over the images is then
+    formed from each model's own seeds (means exact, spread as the images give it), not left untested."""
+    rows = [("mnist", "LVAE+BN+WU", 5, "", -87.0, -83.0, AU5, KL5), ("mnist", "VAE+BN", 5, "", -88.0, -84.5, AU5, KL5)]
+    df = table(rows, tmp_path)
+    a, b = df.iloc[[0]].assign(seed=1), df.iloc[[1]]
+    _, intervals, verdict = claims.compare(a, b, "test_LK")
+    (iv,) = intervals
+    assert iv.what == "images" and iv.n == 2000 and iv.mean == pytest.approx(1.5, abs=1e-4)
+    assert 0 < iv.hi - iv.lo < 0.5 and verdict == "holds"  # sd 2 nats over 2,000 images: +-0.09
+    # and a paired comparison by seed where seeds are shared stays as it was
+    _, same, _ = claims.compare(df.iloc[[0]], b, "test_LK")
+    assert same[0] == iv
