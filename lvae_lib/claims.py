@@ -466,7 +466,12 @@ def decide(df, figure: str | None = None, claim_list=None) -> pd.DataFrame:
     paper's; :func:`study_claims`: the authors'-settings study's). :func:`weigh` gives the same rows with the
     evidence behind each.
     """
-    return pd.DataFrame(weigh(df, figure, claim_list), columns=CLAIM_COLUMNS)
+    return as_table(weigh(df, figure, claim_list))
+
+
+def as_table(weighed: list[dict]) -> pd.DataFrame:
+    """:func:`weigh`'s rows as :func:`decide`'s table (for a reader that has weighed the claims already)."""
+    return pd.DataFrame(weighed, columns=CLAIM_COLUMNS)
 
 
 def active_units_table(df) -> pd.DataFrame:
@@ -478,13 +483,14 @@ def active_units_table(df) -> pd.DataFrame:
                          "KL > 0.01 nats (the paper's)": kl, "Burda's A_u > 0.01": df["active_units"].map(dash)})
 
 
-def result_in_words(df: pd.DataFrame) -> str:
+def result_in_words(df: pd.DataFrame, weighed: list[dict] | None = None) -> str:
     """The result in a few sentences, generated from the records ``df`` (every budget and seed, as
     :func:`decide` takes them) by the rule behind the claims table, never typed: what the paper's protocol gave
     for the central pair, the central claim's verdict with its intervals against the paper's effect, and the
-    count of verdicts at each claim's largest budget, naming the claims that do not hold."""
-    weighed, out = weigh(df), []
-    claims_table = pd.DataFrame(weighed, columns=CLAIM_COLUMNS)
+    count of verdicts at each claim's largest budget, naming the claims that do not hold. ``weighed``:
+    :func:`weigh` of ``df``, where the caller has it already (a notebook that also shows the claims table)."""
+    weighed, out = weigh(df) if weighed is None else weighed, []
+    claims_table = as_table(weighed)
     central = "... and on test L_K, the estimate of log p(x)"
     paper_rows = df[(df["budget"] == "paper") & (df["dataset"] == "mnist") & (df["layers"] == 5) & (df["finetune"] == "")]
     if len(paper_rows):
@@ -585,13 +591,15 @@ def settings_table(df) -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols)
 
 
-def study_in_words(df) -> str:
+def study_in_words(df, settings: pd.DataFrame | None = None, weighed: list[dict] | None = None) -> str:
     """The study's result in a few sentences, generated from the records ``df`` by the functions behind its
     tables (:func:`settings_table`; :func:`study_claims` under :func:`decide`'s rule), never typed: at the
     largest budget with records, what the authors' settings together do to each model's test L_K, which single
     settings lower, raise or leave unresolved the test L_K of the model they change, and whether with the
-    authors' settings the LVAE's lead over the VAE comes back (its widest interval and verdict)."""
-    settings = settings_table(df)
+    authors' settings the LVAE's lead over the VAE comes back (its widest interval and verdict). ``settings``
+    and ``weighed``: :func:`settings_table` of ``df`` and :func:`weigh` of it with ``claim_list=study_claims``,
+    where the caller has them already."""
+    settings = settings_table(df) if settings is None else settings
     if not len(settings):
         return "The study has no records yet."
     b = next(x for x in BUDGET_ORDER if x in set(settings["budget"]))  # BUDGET_ORDER: the largest first
@@ -608,7 +616,8 @@ def study_in_words(df) -> str:
         out.append(f"Of the {len(single)} single settings tried so far, "
                    + "; ".join(f"{w}: {g}" for w, g in groups.items() if g) + ".")
     gap = f"with the authors' settings the LVAE beats the VAE on {name}, as in the paper"
-    rows = [r for r in weigh(df, claim_list=study_claims) if r["claim"] == gap and r["budget"] == b]
+    weighed = weigh(df, claim_list=study_claims) if weighed is None else weighed
+    rows = [r for r in weighed if r["claim"] == gap and r["budget"] == b]
     for _, (_, ivs, verdict) in _with_intervals(rows[0]["parts"]) if rows else ():
         effect = _effects_text(gap, [("", (None, ivs))])
         out.append(f"With the authors' settings the LVAE's lead over the VAE is {max(ivs, key=ev.Interval.width).brief()} "

@@ -22,6 +22,7 @@ from lvae_lib.notebooks import table
 from lvae_lib.query import select
 
 study = select(["authors", "authors-ablations"], results_dir or None)
+evidence = study.evidence()  # every record of the study, read once
 central = select("fig2", results_dir or None, budgets=("paper",))
 
 # %% [markdown]
@@ -51,7 +52,7 @@ table(report.study_settings())
 # complete records are skipped); the tables below use the records there are.
 
 # %%
-table(report.study_status(study.evidence(), budget))
+table(report.study_status(evidence, budget))
 
 # %% [markdown]
 # ## What each setting does
@@ -63,7 +64,7 @@ table(report.study_status(study.evidence(), budget))
 # sides.
 
 # %%
-settings = claims.settings_table(study.evidence())
+settings = claims.settings_table(evidence)
 table(settings)
 
 # %% [markdown]
@@ -73,7 +74,8 @@ table(settings)
 # where it states one.
 
 # %%
-verdicts = claims.decide(study.evidence(), claim_list=claims.study_claims)
+weighed = claims.weigh(evidence, claim_list=claims.study_claims)  # each claim with the evidence behind it
+verdicts = claims.as_table(weighed)
 table(verdicts, drop=["figure"])
 
 # %% [markdown]
@@ -83,7 +85,7 @@ table(verdicts, drop=["figure"])
 # on test $\mathcal{L}_K$:
 
 # %% tags=["remove-input"]
-Markdown(claims.study_in_words(study.evidence()))
+Markdown(claims.study_in_words(evidence, settings, weighed))
 
 # %% [markdown]
 # ## What this can and cannot tell

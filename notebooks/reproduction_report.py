@@ -24,7 +24,9 @@ plots.style()  # tables show every character of a cell
 records = select("all", results_dir or None)
 df = records.first_of(budgets.split(","))
 reproduction = report.reproduction_table(df)
-verdicts = claims.decide(records.evidence())
+evidence = records.evidence()  # every record, every budget and seed
+weighed = claims.weigh(evidence)  # each claim with the evidence behind it, weighed once
+verdicts = claims.as_table(weighed)
 caption = plots.caption(df) if len(df) else "no records yet"
 
 # %% [markdown]
@@ -35,7 +37,7 @@ caption = plots.caption(df) if len(df) else "no records yet"
 # %% tags=["remove-input"]
 from IPython.display import Markdown
 
-words = claims.result_in_words(records.evidence())
+words = claims.result_in_words(evidence, weighed)
 glue("result_in_words", Markdown(words))  # shown here ...
 glue("result_in_words_text", words.replace("**", ""), display=False)  # ... and pasted atop the book's first page
 

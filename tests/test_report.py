@@ -171,6 +171,9 @@ def test_the_result_in_words_carries_the_central_claims_own_intervals_and_the_ve
     decided = claims.decide(df)
     assert f"Of the paper's {decided['claim'].nunique()} claims" in words
     assert f"{(decided.drop_duplicates('claim')['verdict'] == 'not run').sum()} are not run." in words
+    weighed = claims.weigh(df)  # the notebook weighs the claims once for its table and these sentences
+    assert claims.result_in_words(df, weighed) == words
+    assert "is **does not hold** at" in claims.result_in_words(df, [dict(r, verdict="does not hold") if r["budget"] else r for r in weighed])
 
 
 def test_depth_is_judged_step_by_step(tmp_path):
@@ -586,6 +589,10 @@ def test_the_studys_result_in_words_is_generated_from_its_records(tmp_path):
     assert claims.study_in_words(df.iloc[:0]) == "The study has no records yet."
     smoke = pd.concat([df, df.assign(budget="smoke", test_LK=df["test_LK"] - 10)], ignore_index=True)
     assert claims.study_in_words(smoke) == words  # the largest budget with records speaks, not a smoke run
+    weighed = claims.weigh(df, claim_list=claims.study_claims)  # as the notebook passes them, computed once
+    assert claims.study_in_words(df, claims.settings_table(df), weighed) == words
+    assert "lowers it: glorot" in claims.study_in_words(df, claims.settings_table(df).iloc[::-1].assign(
+        **{"test L_K": ["lowers it", "lowers it", "lowers it", "not resolved"]}), weighed)
 
 
 def test_the_study_lists_its_settings_from_the_variant_table_and_which_runs_have_records(tmp_path):
