@@ -173,7 +173,8 @@ def test_the_result_in_words_carries_the_central_claims_own_intervals_and_the_ve
     assert f"{(decided.drop_duplicates('claim')['verdict'] == 'not run').sum()} are not run." in words
     weighed = claims.weigh(df)  # the notebook weighs the claims once for its table and these sentences
     assert claims.result_in_words(df, weighed) == words
-    assert "is **does not hold** at" in claims.result_in_words(df, [dict(r, verdict="does not hold") if r["budget"] else r for r in weighed])
+    doctored = [dict(r, verdict="does not hold") if r["budget"] else r for r in weighed]
+    assert "is **does not hold** at" in claims.result_in_words(df, doctored)  # read from what is passed
 
 
 def test_depth_is_judged_step_by_step(tmp_path):
@@ -590,9 +591,10 @@ def test_the_studys_result_in_words_is_generated_from_its_records(tmp_path):
     smoke = pd.concat([df, df.assign(budget="smoke", test_LK=df["test_LK"] - 10)], ignore_index=True)
     assert claims.study_in_words(smoke) == words  # the largest budget with records speaks, not a smoke run
     weighed = claims.weigh(df, claim_list=claims.study_claims)  # as the notebook passes them, computed once
-    assert claims.study_in_words(df, claims.settings_table(df), weighed) == words
-    assert "lowers it: glorot" in claims.study_in_words(df, claims.settings_table(df).iloc[::-1].assign(
-        **{"test L_K": ["lowers it", "lowers it", "lowers it", "not resolved"]}), weighed)
+    settings = claims.settings_table(df)
+    assert claims.study_in_words(df, settings, weighed) == words
+    doctored = settings.assign(**{"test L_K": settings["test L_K"].mask(settings["setting"] == "glorot", "lowers it")})
+    assert "lowers it: clip, glorot." in claims.study_in_words(df, doctored, weighed)  # read from what is passed
 
 
 def test_the_study_lists_its_settings_from_the_variant_table_and_which_runs_have_records(tmp_path):
