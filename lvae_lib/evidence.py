@@ -35,20 +35,23 @@ HOLDS, FAILS, OPEN, UNTESTED, NOT_RUN = "holds", "does not hold", "not resolved"
 
 @dataclass(frozen=True)
 class Interval:
-    """A difference A - B with its ``LEVEL`` interval, estimated over ``n`` ``what`` (images or seeds)."""
+    """A difference A - B with its ``LEVEL`` interval, estimated over ``n`` ``what`` (images or seeds);
+    ``n_b``, where set, is B's count when it differs from A's (seeds: 3 of the LVAE against 2 of the VAE)."""
 
     mean: float
     lo: float
     hi: float
     n: int
     what: str
+    n_b: int | None = None
 
     def brief(self) -> str:
         """``+0.21 [-0.36, +0.78]``: the difference and its interval, in nats to two decimals."""
         return f"{self.mean:+.2f} [{self.lo:+.2f}, {self.hi:+.2f}]"
 
     def __str__(self) -> str:
-        return f"{self.brief()} over {self.n:,} {self.what}"
+        counts = f"{self.n:,}" if self.n_b in (None, self.n) else f"{self.n:,} vs {self.n_b:,}"
+        return f"{self.brief()} over {counts} {self.what}"
 
     def width(self) -> float:
         return self.hi - self.lo
@@ -74,18 +77,18 @@ def paired(a, b, level: float = LEVEL) -> Interval:
 
 
 def over_seeds(a, b, level: float = LEVEL) -> Interval | None:
-    """Welch's t interval of mean(a) - mean(b), with ``a`` and ``b`` one value per seed; None with fewer
-    than two seeds on either side."""
+    """Welch's t interval of mean(a) - mean(b), with ``a`` and ``b`` one value per seed (it reads "over 3 vs
+    2 seeds" where their counts differ); None with fewer than two seeds on either side."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if len(a) < 2 or len(b) < 2:
         return None
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     diff, se = a.mean() - b.mean(), math.sqrt(va + vb)
     if se == 0:
-        return Interval(float(diff), float(diff), float(diff), min(len(a), len(b)), "seeds")
+        return Interval(float(diff), float(diff), float(diff), len(a), "seeds", len(b))
     dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = stats.t.ppf(0.5 + level / 2, dof) * se
-    return Interval(float(diff), float(diff - half), float(diff + half), min(len(a), len(b)), "seeds")
+    return Interval(float(diff), float(diff - half), float(diff + half), len(a), "seeds", len(b))
 
 
 def with_seed_noise(iv: Interval, noise, source: str, level: float = LEVEL) -> Interval:
@@ -102,7 +105,7 @@ def with_seed_noise(iv: Interval, noise, source: str, level: float = LEVEL) -> I
     var = se_images**2 + sum(p for p, _ in parts)
     denom = sum(p**2 / d for p, d in parts if p > 0)
     half = (stats.t.ppf(0.5 + level / 2, var**2 / denom) if denom > 0 else z) * math.sqrt(var)
-    return Interval(iv.mean, iv.mean - half, iv.mean + half, iv.n, f"{iv.what}, with the seed noise measured at {source}")
+    return Interval(iv.mean, iv.mean - half, iv.mean + half, iv.n, f"{iv.what}, with the seed noise measured at {source}", iv.n_b)
 
 
 def verdict(intervals, claimed_side: int = 1) -> str:

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from lvae_lib import bench, claims, evidence, paper, report
 
@@ -118,6 +119,19 @@ def test_a_lead_the_images_resolve_but_the_seeds_do_not_is_not_resolved(tmp_path
     c = claims.decide(seeds(rows, tmp_path / "three", shifts=(0.0, 0.3, -0.3))).set_index("claim")
     assert c.loc[central, "verdict"] == "not resolved"
     assert "over 3 seeds" in c.loc[central, "interval (A - B, 95%)"]
+
+
+def test_welch_over_unequal_seed_counts_is_the_closed_form_and_says_both_counts():
+    """Three seeds of A against two of B (the paper budget's LVAE against its VAE+BN+WU): Welch's interval,
+    with Satterthwaite's degrees of freedom worked by hand, and a label that names both counts."""
+    a, b = [1.0, 2.0, 3.0], [0.0, 1.0]  # variances 1 and 0.5: se^2 = 1/3 + 1/4 = 7/12
+    dof = (7 / 12) ** 2 / ((1 / 3) ** 2 / 2 + (1 / 4) ** 2 / 1)
+    iv = evidence.over_seeds(a, b)
+    assert iv.mean == pytest.approx(1.5)
+    assert iv.hi - iv.mean == pytest.approx(stats.t.ppf(0.975, dof) * np.sqrt(7 / 12), rel=1e-9)
+    assert str(iv).endswith("over 3 vs 2 seeds")
+    assert str(evidence.over_seeds(a, [0.0, 1.0, 2.0])).endswith("over 3 seeds")  # equal counts: one number
+    assert evidence.over_seeds(a, [0.0]) is None
 
 
 def test_widening_by_seed_noise_is_the_closed_form():
