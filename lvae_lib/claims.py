@@ -7,6 +7,7 @@ or over images with the seed noise of another budget) and :func:`lvae_lib.eviden
 the authors'-settings study's)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -129,7 +130,10 @@ def compare(a, b, metric: str, side: int = 1, metric_b: str | None = None, noise
         sa = sb = []
     intervals = []
     if sa and sb:
-        intervals.append(ev.paired(np.mean([pa[s] for s in sa], 0), np.mean([pb[s] for s in sb], 0)))
+        iv = ev.paired(np.mean([pa[s] for s in sa], 0), np.mean([pb[s] for s in sb], 0))
+        if len(sa) < len(pa) or len(sb) < len(pb):  # seeds left out: say which the images' mean is over
+            iv = replace(iv, what=f"{iv.what} of seed{'s' if len(sa) > 1 else ''} {', '.join(map(str, sa))}")
+        intervals.append(iv)
     seeds = ev.over_seeds([value(r) for _, r in a.iterrows()], [value_b(r) for _, r in b.iterrows()])
     intervals.append(seeds)
     if sa and sb and seeds is None and set(a.get("path", ())) != set(b.get("path", ())):  # one model against itself: no noise

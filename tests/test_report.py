@@ -134,6 +134,19 @@ def test_welch_over_unequal_seed_counts_is_the_closed_form_and_says_both_counts(
     assert evidence.over_seeds(a, [0.0]) is None
 
 
+def test_an_interval_over_images_names_the_seeds_it_averages_where_some_are_left_out(tmp_path):
+    """Three LVAE seeds against two VAE+BN+WU seeds: the images' interval pairs the two shared seeds (and
+    says so), the seeds' interval uses all five values; with three seeds a side neither names seeds."""
+    rows = [("mnist", "VAE+BN+WU", 5, "", -88.0, -83.40, AU5, KL5), ("mnist", "LVAE+BN+WU", 5, "", -87.4, -83.20, AU5, KL5)]
+    central = "... and on test L_K, the estimate of log p(x)"
+    df = seeds(rows, tmp_path)
+    full = claims.decide(df).set_index("claim").loc[central, "interval (A - B, 95%)"]
+    assert "images of seed" not in full and "over 3 seeds" in full
+    short = df[~((df["variant"] == "VAE+BN+WU") & (df["seed"] == 2))]
+    text = claims.decide(short).set_index("claim").loc[central, "interval (A - B, 95%)"]
+    assert "images of seeds 0, 1, " in text and text.endswith("over 3 vs 2 seeds"), text
+
+
 def test_widening_by_seed_noise_is_the_closed_form():
     exact = evidence.Interval(0.5, 0.5, 0.5, 10_000, "images")  # a test set that leaves no doubt
     iv = evidence.with_seed_noise(exact, [(0.1, 10**9, 1), (0.1, 10**9, 1)], "cpu")
