@@ -24,7 +24,7 @@ paper's own difference lies inside our intervals.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
@@ -105,7 +105,7 @@ def with_seed_noise(iv: Interval, noise, source: str, level: float = LEVEL) -> I
     var = se_images**2 + sum(p for p, _ in parts)
     denom = sum(p**2 / d for p, d in parts if p > 0)
     half = (stats.t.ppf(0.5 + level / 2, var**2 / denom) if denom > 0 else z) * math.sqrt(var)
-    return Interval(iv.mean, iv.mean - half, iv.mean + half, iv.n, f"{iv.what}, with the seed noise measured at {source}", iv.n_b)
+    return replace(iv, lo=iv.mean - half, hi=iv.mean + half, what=f"{iv.what}, with the seed noise measured at {source}")
 
 
 def verdict(intervals, claimed_side: int = 1) -> str:
