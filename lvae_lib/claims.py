@@ -617,7 +617,9 @@ def study_in_words(df, settings: pd.DataFrame | None = None, weighed: list[dict]
     single = s[s["setting"] != "authors"]
     if len(single):
         groups = {w: ", ".join(single.loc[single[name] == w, "setting"]) for w in _EFFECT.values()}
-        out.append(f"Of the {len(single)} single settings tried so far, "
+        n = list(dict.fromkeys(single["seeds"]))  # e.g. "3 vs 3": the setting's seeds vs its model's
+        n_seeds = f"{n[0]} seeds each" if len(n) == 1 else "seeds: " + " or ".join(n)
+        out.append(f"Of the {len(single)} single settings ({n_seeds}), "
                    + "; ".join(f"{w}: {g}" for w, g in groups.items() if g) + ".")
     gap = f"with the authors' settings the LVAE beats the VAE on {name}, as in the paper"
     weighed = weigh(df, claim_list=study_claims) if weighed is None else weighed

@@ -607,7 +607,7 @@ def test_the_studys_result_in_words_is_generated_from_its_records(tmp_path):
                    ignore_index=True)
     decided = claims.decide(df, claim_list=claims.study_claims)
     words = claims.study_in_words(df)
-    assert "Of the 2 single settings tried so far, lowers it: clip; not resolved: glorot." in words
+    assert "Of the 2 single settings (1 vs 3 seeds each), lowers it: clip; not resolved: glorot." in words
     assert "VAE+BN+WU by -3.00 [" in words and "LVAE+BN+WU by -0.50 [" in words
     gap = decided.set_index("claim").loc["with the authors' settings the LVAE beats the VAE on test L_K, as in the paper"]
     assert f"**{gap['verdict']}**" in words and gap["verdict"] == "holds"  # a 2.5-nat lead against 0.3-nat seed noise
