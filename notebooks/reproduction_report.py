@@ -151,6 +151,10 @@ table(verdicts)
 # * **Variance floor**: $10^{-5}$ on latent and output variances (here $10^{-6}$).
 # * **Batch-norm statistics at test time**: recomputed on the whole training set before every
 #   evaluation (here the running averages; `evaluate --recompute-bn` does theirs).
+# * **KL estimate**: their objective takes $\log p(z_i) - \log q(z_i)$ at the sampled $z_i$ in every
+#   layer, the top one too (one-sample Monte Carlo); here the KL is analytic wherever $q_i$ and $p_i$
+#   condition on the same sample (see above). It is not yet an option, so the study in
+#   {doc}`authors_settings` does not include it.
 #
 # ## What was easy, what was hard
 #
