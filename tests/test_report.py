@@ -609,6 +609,10 @@ def test_the_studys_result_in_words_is_generated_from_its_records(tmp_path):
     words = claims.study_in_words(df)
     assert "Of the 2 single settings (1 vs 3 seeds each), lowers it: clip; not resolved: glorot." in words
     assert "VAE+BN+WU by -3.00 [" in words and "LVAE+BN+WU by -0.50 [" in words
+    # a setting with the model's three seeds beside one trained once: the sentence names both counts
+    clip3 = seeds([r for r in rows if r[1] == "VAE+BN+WU+clip"], tmp_path / "clip3", shifts=(0.0, 0.3, -0.3))
+    mixed = pd.concat([df[df["variant"] != "VAE+BN+WU+clip"], clip3], ignore_index=True)
+    assert "Of the 2 single settings (seeds: 1 vs 3 or 3 vs 3), " in claims.study_in_words(mixed)  # glorot, clip
     gap = decided.set_index("claim").loc["with the authors' settings the LVAE beats the VAE on test L_K, as in the paper"]
     assert f"**{gap['verdict']}**" in words and gap["verdict"] == "holds"  # a 2.5-nat lead against 0.3-nat seed noise
     assert "the LVAE's lead over the VAE is +2.50 [" in words  # -83.9 - (-86.4), its widest interval, as decided
