@@ -40,6 +40,10 @@ class ModelConfig:
     only_mu_up: bool = False  # LVAE: each upward MLP reads the mu_hat below it instead of d_{i-1} (eq. 13)
     leaky_slope: float = 0.1  # the paper's; Lasagne's leaky_rectify, which their code uses: 0.01
     init: str = "torch"  # "torch" (PyTorch's defaults) or "glorot" (Glorot-normal weights, variance-head bias 1)
+    # each layer's KL term: "analytic" (closed form wherever q_i and p_i share their parent: the top layer, and
+    # every LVAE layer; one-sample Monte Carlo in the VAE's lower layers, which have none) or "mc" (one-sample
+    # Monte Carlo log q(z_i|.) - log p(z_i|.) at every layer, as the authors' run_models.py does)
+    kl: str = "analytic"
 
     def __post_init__(self):
         if self.inference not in ("ladder", "bottom_up"):
@@ -48,6 +52,8 @@ class ModelConfig:
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
         if self.activation not in ("leaky_relu", "tanh"):
             raise ValueError(f"activation must be 'leaky_relu' or 'tanh', got {self.activation!r}")
+        if self.kl not in ("analytic", "mc"):
+            raise ValueError(f"kl must be 'analytic' or 'mc', got {self.kl!r}")
         if self.init not in ("torch", "glorot"):
             raise ValueError(f"init must be 'torch' or 'glorot', got {self.init!r}")
         if not 0 <= self.leaky_slope < 1:
@@ -79,7 +85,7 @@ PRECISIONS = {
 
 # fields added to a config after records were made with it: left out of its dict (its key, its checkpoints)
 # while at these defaults, so that every earlier record and checkpoint keeps its key
-ADDED_LATER = {"precision": "fp32", "head_batch_norm": False, "only_mu_up": False, "leaky_slope": 0.1, "init": "torch",
+ADDED_LATER = {"precision": "fp32", "head_batch_norm": False, "only_mu_up": False, "leaky_slope": 0.1, "init": "torch", "kl": "analytic",
                "adam_eps": 1e-8, "clip_norm": 0.0, "clip_value": 0.0}
 
 
@@ -176,6 +182,7 @@ AUTHORS_ABLATIONS = {
     "headBN": ((AUTHORS_MODEL[0],), ()), "slope0.01": ((AUTHORS_MODEL[1],), ()), "glorot": ((AUTHORS_MODEL[2],), ()),
     "var1e-5": ((AUTHORS_MODEL[3],), ()), "lr2e-4": ((), (AUTHORS_TRAIN[0],)), "eps1e-4": ((), (AUTHORS_TRAIN[1],)),
     "clip": ((), AUTHORS_TRAIN[2:]),
+    "mcKL": ((("kl", "mc"),), ()),  # added after the study's others, so it is not in AUTHORS_MODEL (their keys stay)
 }
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (

@@ -154,16 +154,18 @@ class LadderVAE(nn.Module):
         """
         infer = self._infer_bottom_up if self.cfg.inference == "bottom_up" else self._infer_ladder
         z, q, p, kl_units = infer(up, n_samples)
+        mc = self.cfg.kl == "mc"
+        if not (scores or mc):
+            return dict(z=z, q=q, p=p, kl_units=kl_units)
         L = self.cfg.n_layers
+        log_q = [D.gaussian_log_prob(z[i], *q[i]) for i in range(L)]  # per unit
+        log_p = [D.standard_normal_log_prob(z[i]) if i == L - 1 else D.gaussian_log_prob(z[i], *p[i]) for i in range(L)]
+        if mc:  # the authors' estimator: one-sample log q - log p at every layer, where a closed form exists too
+            kl_units = [lq - lp for lq, lp in zip(log_q, log_p)]
         if not scores:
             return dict(z=z, q=q, p=p, kl_units=kl_units)
-        log_q = [D.gaussian_log_prob(z[i], *q[i]).sum(-1) for i in range(L)]
-        log_p = [
-            (D.standard_normal_log_prob(z[i]) if i == L - 1 else D.gaussian_log_prob(z[i], *p[i])).sum(-1)
-            for i in range(L)
-        ]
         # log p(z) - log q(z|x) of each row: with log p(x|z_1), the importance weight log w
-        log_ratio = torch.stack(log_p).sum(0) - torch.stack(log_q).sum(0)
+        log_ratio = torch.stack([lp.sum(-1) for lp in log_p]).sum(0) - torch.stack([lq.sum(-1) for lq in log_q]).sum(0)
         return dict(z=z, q=q, p=p, kl_units=kl_units, log_ratio=log_ratio)
 
     def _infer_bottom_up(self, up, n_samples: int):

@@ -1,6 +1,7 @@
 """The authors' released settings as options (issue: why our VAE beats the paper's): each one changes what
 it says it changes, and none changes a default model, its key or its numbers."""
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -131,3 +132,41 @@ def test_start_uses_the_configs_adam_epsilon(tmp_path):
     cfg, _ = preset("VAE", 1, latent_sizes=(4,), hidden_sizes=(16,))
     _, opt, _, _ = start(cfg, TrainConfig(adam_eps=1e-4), None)
     assert opt.param_groups[0]["eps"] == 1e-4
+
+
+@pytest.mark.parametrize("variant", ["VAE+BN+WU", "LVAE+BN+WU"])
+def test_monte_carlo_kl_is_log_q_minus_log_p_and_its_mean_is_the_closed_form(variant):
+    """``kl="mc"`` (the authors' estimator) scores each layer by log q(z) - log p(z) at the sample: on the same
+    draws, each unit's mean over many samples equals the closed form's (analytic at the top and, in the LVAE,
+    every layer) within four standard errors, and the importance weights do not change."""
+    torch.manual_seed(0)
+    cfg, _ = preset(variant, 3, latent_sizes=(6, 4, 2), hidden_sizes=(32, 16, 8))
+    analytic = LadderVAE(cfg).eval()
+    mc = LadderVAE(dataclasses.replace(cfg, kl="mc")).eval()
+    mc.load_state_dict(analytic.state_dict())
+    x, S = torch.bernoulli(torch.rand(2, 784)), 20000
+    with torch.no_grad():
+        outs = []
+        for m in (analytic, mc):
+            torch.manual_seed(1)  # the same posterior draws for both
+            outs.append(m(x, n_samples=S))
+    a, b = outs
+    torch.testing.assert_close(a["log_w"], b["log_w"])
+    with torch.no_grad():  # the estimator itself, against torch.distributions: log q(z_i) - log p(z_i) at z_i
+        r = mc.infer(mc.upward(x), 1, scores=False)
+    for i, (zi, (mq, vq), (mp, vp), k) in enumerate(zip(r["z"], r["q"], r["p"], r["kl_units"])):
+        N = torch.distributions.Normal
+        torch.testing.assert_close(k, N(mq, vq.sqrt()).log_prob(zi) - N(mp, vp.sqrt()).log_prob(zi))
+    L = cfg.n_layers
+    for i in range(L):
+        ka, km = a["kl_units"][i], b["kl_units"][i]  # [S, B, units]
+        diff = (km - ka).reshape(S, -1)
+        se = diff.std(0) / math.sqrt(S)
+        assert (diff.mean(0).abs() < 4 * se + 1e-6).all(), (variant, i, diff.mean(0), se)
+        if i == L - 1 or variant.startswith("LVAE"):
+            assert not torch.equal(km, ka)  # a closed form existed, and mc replaced it
+        else:
+            torch.testing.assert_close(km, ka)  # the VAE's lower layers were Monte Carlo already
+    assert ModelConfig().kl == "analytic"
+    with pytest.raises(ValueError, match="kl must be"):
+        ModelConfig(kl="sampled")
