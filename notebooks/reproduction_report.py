@@ -153,8 +153,10 @@ table(verdicts)
 #   evaluation (here the running averages; `evaluate --recompute-bn` does theirs).
 # * **KL estimate**: their objective takes $\log p(z_i) - \log q(z_i)$ at the sampled $z_i$ in every
 #   layer, the top one too (one-sample Monte Carlo); here the KL is analytic wherever $q_i$ and $p_i$
-#   condition on the same sample (see above). It is not yet an option, so the study in
-#   {doc}`authors_settings` does not include it.
+#   condition on the same sample (see above). `ModelConfig(kl="mc")` gives theirs; in the bottom-up VAE it
+#   changes only the top layer's term (the others are Monte Carlo here too), in the LVAE every layer's.
+#   {doc}`authors_settings` measures it on VAE+BN+WU (`VAE+BN+WU+mcKL`); it came after the study's
+#   all-together variants, which do not include it.
 #
 # ## What was easy, what was hard
 #
