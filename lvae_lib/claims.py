@@ -16,7 +16,7 @@ from scipy import stats
 
 from . import analysis, evidence as ev
 from . import paper
-from .config import VARIANTS, bottom_up
+from .config import AUTHORS_LEFT_OUT, VARIANTS, bottom_up
 from .experiments import BUDGET_ORDER, NESTED_K, describe_budget
 from .frames import MODEL_KEYS, arrays_at, curves_at, fmt, knn, knn_of
 
@@ -611,7 +611,8 @@ def study_in_words(df, settings: pd.DataFrame | None = None, weighed: list[dict]
     together = s[s["setting"] == "authors"]
     out = [f"At {describe_budget(b)} ({b} budget), test L_K:"]
     if len(together):
-        out.append("the authors' settings all together change " + "; ".join(
+        every = f"together (all but {', '.join(AUTHORS_LEFT_OUT)})" if AUTHORS_LEFT_OUT else "all together"
+        out.append(f"the authors' settings {every} change " + "; ".join(
             f"{r['changes'].split(',')[0]} by {r[f'Δ {name} [95%]']} nats ({r[name]}, {r['seeds']} seeds)"
             for _, r in together.iterrows()) + ".")
     single = s[s["setting"] != "authors"]

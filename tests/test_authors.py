@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from lvae_lib import experiments as E
-from lvae_lib.config import AUTHORS_MODEL, ModelConfig, TrainConfig, Variant, preset
+from lvae_lib.config import AUTHORS_LEFT_OUT, AUTHORS_MODEL, ModelConfig, TrainConfig, Variant, preset
 from lvae_lib.model import GaussianHead, LadderVAE, fold_batchnorm
 from lvae_lib.train import clip_, make_optimizer, start
 
@@ -116,6 +116,7 @@ def test_a_variant_row_carries_any_config_field_and_the_paper_variants_keep_thei
     mcfg, tc = E.Run("mnist", "LVAE+BN+WU+authors", 5).configs(b)
     assert (mcfg.head_batch_norm, mcfg.leaky_slope, mcfg.init, mcfg.min_var, mcfg.share_top_down, mcfg.only_mu_up) == \
         (True, 0.01, "glorot", 1e-5, False, True)
+    assert mcfg.kl == "analytic" and AUTHORS_LEFT_OUT == ("mcKL",)  # it came after them: they leave it out, and say so
     assert (tc.lr, tc.adam_eps, tc.clip_norm, tc.clip_value, tc.epochs) == (2e-4, 1e-4, 4.0, 0.9, 200)
     one, _ = E.Run("mnist", "VAE+BN+WU+clip", 5).configs(b)
     assert one == E.Run("mnist", "VAE+BN+WU", 5).configs(b)[0]  # an optimiser ablation: the same model

@@ -609,6 +609,8 @@ def test_the_studys_result_in_words_is_generated_from_its_records(tmp_path):
     words = claims.study_in_words(df)
     assert "Of the 2 single settings (1 vs 3 seeds each), lowers it: clip; not resolved: glorot." in words
     assert "VAE+BN+WU by -3.00 [" in words and "LVAE+BN+WU by -0.50 [" in words
+    # the sentence says which single settings the all-together variants leave out (config.AUTHORS_LEFT_OUT)
+    assert "the authors' settings together (all but mcKL) change VAE+BN+WU" in words
     # a setting with the model's three seeds beside one trained once: the sentence names both counts
     clip3 = seeds([r for r in rows if r[1] == "VAE+BN+WU+clip"], tmp_path / "clip3", shifts=(0.0, 0.3, -0.3))
     mixed = pd.concat([df[df["variant"] != "VAE+BN+WU+clip"], clip3], ignore_index=True)
