@@ -85,8 +85,8 @@ PRECISIONS = {
 
 # fields added to a config after records were made with it: left out of its dict (its key, its checkpoints)
 # while at these defaults, so that every earlier record and checkpoint keeps its key
-ADDED_LATER = {"precision": "fp32", "head_batch_norm": False, "only_mu_up": False, "leaky_slope": 0.1, "init": "torch", "kl": "analytic",
-               "adam_eps": 1e-8, "clip_norm": 0.0, "clip_value": 0.0}
+ADDED_LATER = {"precision": "fp32", "head_batch_norm": False, "only_mu_up": False, "leaky_slope": 0.1, "init": "torch",
+               "kl": "analytic", "adam_eps": 1e-8, "clip_norm": 0.0, "clip_value": 0.0}
 
 
 @dataclass(frozen=True)

@@ -146,11 +146,10 @@ class LadderVAE(nn.Module):
         """Sample z ~ q(z|x) ``n_samples`` times per image and score it.
 
         Returns per layer i (0-based, bottom to top): samples ``z``, the
-        parameters ``mu_q, var_q, mu_p, var_p`` and ``kl_units`` (per unit); and per row
-        ``log_ratio`` = log p(z) - log q(z|x) of the sample, summed over units and layers
-        (skipped when ``scores`` is false, as in training with the ELBO, which needs only
-        the KL).  Rows are
-        sample-major: row ``s * B + b`` is sample s of image b.
+        parameters ``mu_q, var_q, mu_p, var_p`` and ``kl_units`` (per unit, by the config's ``kl``
+        estimator); and per row ``log_ratio`` = log p(z) - log q(z|x) of the sample, summed over
+        units and layers (skipped when ``scores`` is false, as in training with the ELBO, which
+        needs only the KL).  Rows are sample-major: row ``s * B + b`` is sample s of image b.
         """
         infer = self._infer_bottom_up if self.cfg.inference == "bottom_up" else self._infer_ladder
         z, q, p, kl_units = infer(up, n_samples)
