@@ -617,7 +617,9 @@ def study_in_words(df, settings: pd.DataFrame | None = None, weighed: list[dict]
             for _, r in together.iterrows()) + ".")
     single = s[s["setting"] != "authors"]
     if len(single):
-        groups = {w: ", ".join(single.loc[single[name] == w, "setting"]) for w in _EFFECT.values()}
+        twice = single["setting"].duplicated(keep=False)  # a setting measured on both models is named with its model
+        label = single["setting"].where(~twice, single["setting"] + " on " + single["changes"].str.split(",").str[0])
+        groups = {w: ", ".join(label[single[name] == w]) for w in _EFFECT.values()}
         n = list(dict.fromkeys(single["seeds"]))  # e.g. "3 vs 3": the setting's seeds vs its model's
         n_seeds = f"{n[0]} seeds each" if len(n) == 1 else "seeds: " + " or ".join(n)
         out.append(f"Of the {len(single)} single settings ({n_seeds}), "

@@ -184,6 +184,9 @@ AUTHORS_ABLATIONS = {
     "clip": ((), AUTHORS_TRAIN[2:]),
     "mcKL": ((("kl", "mc"),), ()),  # added after the study's others, so it is not in AUTHORS_MODEL (their keys stay)
 }
+# the single settings also measured on the LVAE (LVAE+BN+WU+<name>), where they change more than in the VAE
+# (the Monte Carlo KL replaces every LVAE layer's closed form, but only the VAE's top layer's)
+AUTHORS_LADDER_ABLATIONS = ("mcKL",)
 # the single settings that the all-together variants below leave out (options added after those were trained)
 AUTHORS_LEFT_OUT = tuple(k for k, (m, t) in AUTHORS_ABLATIONS.items()
                          if not set(m + t) <= set(AUTHORS_MODEL + AUTHORS_LADDER + AUTHORS_TRAIN))
@@ -201,6 +204,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             model=AUTHORS_MODEL + AUTHORS_LADDER, train=AUTHORS_TRAIN, paper=False),
     *(Variant(f"VAE+BN+WU+{k}", "bottom_up", batch_norm=True, warmup=True, color="#bcbd22", marker="^",
               model=m, train=t, paper=False) for k, (m, t) in AUTHORS_ABLATIONS.items()),
+    *(Variant(f"LVAE+BN+WU+{k}", "ladder", batch_norm=True, warmup=True, color="#e377c2", marker="D",
+              model=AUTHORS_ABLATIONS[k][0], train=AUTHORS_ABLATIONS[k][1], paper=False) for k in AUTHORS_LADDER_ABLATIONS),
 )}
 
 # name -> (ModelConfig overrides, uses warm-up), read from VARIANTS

@@ -21,7 +21,7 @@ import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .config import AUTHORS_ABLATIONS, DATASETS, VARIANTS, TrainConfig, config_hash, preset
+from .config import AUTHORS_ABLATIONS, AUTHORS_LADDER_ABLATIONS, DATASETS, VARIANTS, TrainConfig, config_hash, preset
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = ROOT / "results"
@@ -186,7 +186,8 @@ FIGURES: dict[str, list[Run]] = {
     "table2": grid("omniglot28") + grid("norb"),
     # not the paper's: its models with the authors' released settings (config.AUTHORS_*), and one at a time
     "authors": [Run("mnist", v, 5) for v in ("VAE+BN+WU+authors", "LVAE+BN+WU+authors", "VAE+BN+WU", "LVAE+BN+WU")],
-    "authors-ablations": [Run("mnist", f"VAE+BN+WU+{k}", 5) for k in AUTHORS_ABLATIONS] + [Run("mnist", "VAE+BN+WU", 5)],
+    "authors-ablations": [Run("mnist", f"VAE+BN+WU+{k}", 5) for k in AUTHORS_ABLATIONS] + [Run("mnist", "VAE+BN+WU", 5)]
+    + [Run("mnist", f"LVAE+BN+WU+{k}", 5) for k in AUTHORS_LADDER_ABLATIONS] + [Run("mnist", "LVAE+BN+WU", 5)],
 }
 
 

@@ -120,6 +120,10 @@ def test_a_variant_row_carries_any_config_field_and_the_paper_variants_keep_thei
     assert (tc.lr, tc.adam_eps, tc.clip_norm, tc.clip_value, tc.epochs) == (2e-4, 1e-4, 4.0, 0.9, 200)
     one, _ = E.Run("mnist", "VAE+BN+WU+clip", 5).configs(b)
     assert one == E.Run("mnist", "VAE+BN+WU", 5).configs(b)[0]  # an optimiser ablation: the same model
+    # the Monte Carlo KL is measured on the LVAE too: the LVAE's model with kl="mc" and nothing else changed
+    lmc, ltc = E.Run("mnist", "LVAE+BN+WU+mcKL", 5).configs(b)
+    lvae, lvtc = E.Run("mnist", "LVAE+BN+WU", 5).configs(b)
+    assert lmc == dataclasses.replace(lvae, kl="mc") and ltc == lvtc
     # the committed cpu record of the paper's LVAE is still found under its key
     from lvae_lib.results import Store
     r = E.Run("mnist", "LVAE+BN+WU", 5)

@@ -628,6 +628,10 @@ def test_the_studys_result_in_words_is_generated_from_its_records(tmp_path):
     assert claims.study_in_words(df, settings, weighed) == words
     doctored = settings.assign(**{"test L_K": settings["test L_K"].mask(settings["setting"] == "glorot", "lowers it")})
     assert "lowers it: clip, glorot." in claims.study_in_words(df, doctored, weighed)  # read from what is passed
+    # a setting measured on both models (config.AUTHORS_LADDER_ABLATIONS) is named with the model it changes
+    both = [("mnist", v, 5, "", -91.0, -86.4, AU5, KL5) for v in ("VAE+BN+WU+mcKL", "LVAE+BN+WU+mcKL")]
+    words2 = claims.study_in_words(pd.concat([df, table(both, tmp_path / "both", n=2000)], ignore_index=True))
+    assert "Of the 4 single settings (1 vs 3 seeds each), lowers it: clip, mcKL on VAE+BN+WU, mcKL on LVAE+BN+WU;" in words2
 
 
 def test_the_study_lists_its_settings_from_the_variant_table_and_which_runs_have_records(tmp_path):
