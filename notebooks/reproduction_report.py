@@ -155,8 +155,8 @@ table(verdicts)
 #   layer, the top one too (one-sample Monte Carlo); here the KL is analytic wherever $q_i$ and $p_i$
 #   condition on the same sample (see above). `ModelConfig(kl="mc")` gives theirs; in the bottom-up VAE it
 #   changes only the top layer's term (the others are Monte Carlo here too), in the LVAE every layer's.
-#   {doc}`authors_settings` measures it on VAE+BN+WU (`VAE+BN+WU+mcKL`); it came after the study's
-#   all-together variants, which do not include it.
+#   {doc}`authors_settings` measures it on each (`VAE+BN+WU+mcKL`, `LVAE+BN+WU+mcKL`); it came after the
+#   study's all-together variants, which do not include it.
 #
 # ## What was easy, what was hard
 #
