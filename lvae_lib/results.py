@@ -402,8 +402,12 @@ class Store:
     def write_files(self, run, key: str, files: dict[str, bytes]) -> Path:
         """Write a record received as bytes (e.g. from a Ray worker), ``record.json`` last. Where it replaces a
         complete record (a refresh), its provenance says which (commit, date) and whether it reproduced that
-        record's summary (``replaces``; a damaged record is replaced, not compared)."""
+        record's summary (``replaces``; a damaged record is replaced, not compared). The weight checks of the
+        weights it replaces are dropped, so that ``check-weights`` checks the new ones."""
+        stale = False
         if self.complete(run, key):
+            weights = self.path(run, key) / WEIGHTS
+            stale = weights.exists() and weights.read_bytes() != files.get(WEIGHTS)
             try:
                 old = self.load(run, key)
                 replaces = {"git_commit": old.provenance.git_commit, "date": old.provenance.date}
@@ -416,6 +420,9 @@ class Store:
         with self._atomic(run, key) as tmp:
             for name, data in sorted(files.items(), key=lambda kv: kv[0] == "record.json"):
                 (tmp / name).write_bytes(data)
+        if stale and len(checks := self.checks()):
+            with atomic(self.checks_path) as tmp:
+                checks[checks["key"] != key].to_csv(tmp, index=False, float_format="%.6g")
         return self.path(run, key)
 
     def load(self, run, key: str) -> Record:

@@ -198,7 +198,8 @@ def weight_checks(rec: results.Record, data, device="cpu", k_big: int | None = N
 
 
 def records_to_check(budget: str = "paper", results_dir=DEFAULT_RESULTS, refresh: bool = False) -> list:
-    """The records of ``budget`` that keep their weights and have no weight checks yet (all of them with ``refresh``)."""
+    """The records of ``budget`` that keep their weights and have no weight checks yet (all of them with ``refresh``);
+    a record replaced by other weights has none (:meth:`lvae_lib.results.Store.write_files` drops them)."""
     store = results.Store(results_dir, budget)
     done = set(store.checks()["key"].astype(str))
     recs = [results.read(p.parent) for p in sorted(store.root.rglob("record.json"))] if store.root.exists() else []

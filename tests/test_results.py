@@ -305,3 +305,21 @@ def test_weight_checks_compare_against_the_record_and_land_once_per_record_and_c
     store.add_checks([{**by[("VAE-L2", "k_40")], "value": 0.0}])
     again = store.checks()
     assert len(again) == 3 and (again[again.check == "k_40"].value == 0.0).sum() == 1
+    # a record written again with the same weights keeps its checks; with other weights (a retrain put in its
+    # place through write_files) it loses them, and check-weights picks it again
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from lvae_lib.results import seal
+
+    rec = next(r for r in runner.records_to_check("keep", tmp_path / "res", refresh=True) if r.run.label == "VAE-L2")
+    folder = store.path(rec.run, rec.key)
+    store.write_files(rec.run, rec.key, {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file()})
+    assert len(store.checks()) == 3
+    shutil.copytree(folder, tmp_path / "retrained")
+    save_file({k: v * 1.01 for k, v in load_file(tmp_path / "retrained" / WEIGHTS).items()}, tmp_path / "retrained" / WEIGHTS)
+    seal(tmp_path / "retrained")
+    store.write_files(rec.run, rec.key, {f.name: f.read_bytes() for f in (tmp_path / "retrained").iterdir() if f.is_file()})
+    assert set(store.checks()["label"]) == {"VAE+BN-L2"} and len(store.checks()) == 2
+    assert [r.run.label for r in runner.records_to_check("keep", tmp_path / "res")] == ["VAE-L2"]
