@@ -421,8 +421,7 @@ class Store:
             for name, data in sorted(files.items(), key=lambda kv: kv[0] == "record.json"):
                 (tmp / name).write_bytes(data)
         if stale and len(checks := self.checks()):
-            with atomic(self.checks_path) as tmp:
-                checks[checks["key"] != key].to_csv(tmp, index=False, float_format="%.6g")
+            self._write_checks(checks[checks["key"] != key])
         return self.path(run, key)
 
     def load(self, run, key: str) -> Record:
@@ -454,10 +453,12 @@ class Store:
         old = self.checks()
         if len(old):
             old = old[~old.set_index(["key", "check"]).index.isin(new.set_index(["key", "check"]).index)]
-        both = pd.concat([old, new], ignore_index=True) if len(old) else new
+        return self._write_checks(pd.concat([old, new], ignore_index=True) if len(old) else new)
+
+    def _write_checks(self, checks: pd.DataFrame) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         with atomic(self.checks_path) as tmp:
-            both.sort_values(["label", "seed", "check"]).to_csv(tmp, index=False, float_format="%.6g")
+            checks.sort_values(["label", "seed", "check"]).to_csv(tmp, index=False, float_format="%.6g")
         return self.checks_path
 
     def records(self, keyed) -> tuple[list[Record], dict]:
