@@ -205,7 +205,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     *(Variant(f"VAE+BN+WU+{k}", "bottom_up", batch_norm=True, warmup=True, color="#bcbd22", marker="^",
               model=m, train=t, paper=False) for k, (m, t) in AUTHORS_ABLATIONS.items()),
     *(Variant(f"LVAE+BN+WU+{k}", "ladder", batch_norm=True, warmup=True, color="#e377c2", marker="D",
-              model=AUTHORS_ABLATIONS[k][0], train=AUTHORS_ABLATIONS[k][1], paper=False) for k in AUTHORS_LADDER_ABLATIONS),
+              model=m, train=t, paper=False) for k, (m, t) in AUTHORS_ABLATIONS.items() if k in AUTHORS_LADDER_ABLATIONS),
 )}
 
 # name -> (ModelConfig overrides, uses warm-up), read from VARIANTS

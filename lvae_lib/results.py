@@ -424,6 +424,11 @@ class Store:
             self._write_checks(checks[checks["key"] != key])
         return self.path(run, key)
 
+    def files(self, run, key: str) -> dict[str, bytes]:
+        """The files of ``run``'s record as bytes, by name: what :meth:`write_files` takes (to move a record
+        from one store into another, e.g. out of a Ray worker's private one)."""
+        return {f.name: f.read_bytes() for f in self.path(run, key).iterdir() if f.is_file()}
+
     def load(self, run, key: str) -> Record:
         """The record of ``run`` (:func:`read`)."""
         return read(self.path(run, key), key, run.label)

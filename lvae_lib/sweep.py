@@ -102,8 +102,7 @@ def _execute(run: E.Run, budget: str, device: str, threads: int, results_dir: st
         print(f"{_name(run)} [{budget}] on {device}, {threads} thread(s)")
         _fault(run)
         runner.run_one(run, budget, results_dir, work_dir, device, progress=True, data_root=data_root, compile=compile)
-    path = Store(results_dir, budget).path(run, run.key(E.get_budget(budget)))
-    return {"files": {p.name: p.read_bytes() for p in path.iterdir()}, "log": Path(log_path).read_text()}
+    return {"files": Store(results_dir, budget).files(run, run.key(E.get_budget(budget))), "log": Path(log_path).read_text()}
 
 
 def sweep(target: str | list, budget: str = "cpu", jobs: int = 1, backend: str = "local", address: str | None = None,

@@ -314,12 +314,12 @@ def test_weight_checks_compare_against_the_record_and_land_once_per_record_and_c
     from lvae_lib.results import seal
 
     rec = next(r for r in runner.records_to_check("keep", tmp_path / "res", refresh=True) if r.run.label == "VAE-L2")
-    folder = store.path(rec.run, rec.key)
-    store.write_files(rec.run, rec.key, {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file()})
+    store.write_files(rec.run, rec.key, store.files(rec.run, rec.key))
     assert len(store.checks()) == 3
-    shutil.copytree(folder, tmp_path / "retrained")
-    save_file({k: v * 1.01 for k, v in load_file(tmp_path / "retrained" / WEIGHTS).items()}, tmp_path / "retrained" / WEIGHTS)
-    seal(tmp_path / "retrained")
-    store.write_files(rec.run, rec.key, {f.name: f.read_bytes() for f in (tmp_path / "retrained").iterdir() if f.is_file()})
+    retrained = Store(tmp_path / "retrain", "keep")
+    shutil.copytree(store.path(rec.run, rec.key), folder := retrained.path(rec.run, rec.key))
+    save_file({k: v * 1.01 for k, v in load_file(folder / WEIGHTS).items()}, folder / WEIGHTS)
+    seal(folder)
+    store.write_files(rec.run, rec.key, retrained.files(rec.run, rec.key))
     assert set(store.checks()["label"]) == {"VAE+BN-L2"} and len(store.checks()) == 2
     assert [r.run.label for r in runner.records_to_check("keep", tmp_path / "res")] == ["VAE-L2"]
